@@ -1,0 +1,142 @@
+"""`agegender` command line: train, evaluate, predict. Thin: parsing here, work in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("agegender")
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", type=Path, required=True,
+                       help="UTKFace folder or .tar.gz, 48×48 pixel CSV, CelebA folder, or "
+                            "male/female class folders")
+    group.add_argument("--split-file", type=Path,
+                       help="CSV with file,split columns (default: split.csv beside the data)")
+    group.add_argument("--limit", type=int, help="use at most N images (quick runs)")
+    group.add_argument("--cache-dir", type=Path,
+                       help="decoded-image cache (default: $AGEGENDER_CACHE or ~/.cache/agegender)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agegender", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model; writes checkpoints, logs, metrics")
+    _add_data_arguments(train)
+    model = train.add_argument_group("model and optimisation (override the preset)")
+    model.add_argument("--preset", default="seed-cnn", help="named configuration")
+    model.add_argument("--epochs", type=int)
+    model.add_argument("--batch-size", type=int)
+    model.add_argument("--lr", type=float)
+    model.add_argument("--age-loss", choices=["mae", "mse"])
+    model.add_argument("--seed", type=int)
+    run = train.add_argument_group("run")
+    run.add_argument("--out", type=Path, required=True, help="run folder")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+    evaluate = commands.add_parser("evaluate", help="metrics and plots of a model on a split")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+    evaluate.add_argument("--report", type=Path, required=True, help="report folder")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+
+    predict = commands.add_parser("predict", help="age and gender of face images")
+    predict.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
+    predict.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+    predict.add_argument("--output", type=Path,
+                         help=".csv, .json or .jsonl (default: CSV to stdout)")
+    predict.add_argument("--batch-size", type=int, default=32)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from agegender.training import get_preset, train
+
+    if args.resume:
+        from agegender.training.checkpoint import read_checkpoint
+        from agegender.training.config import TrainConfig
+
+        config = TrainConfig.from_dict(read_checkpoint(args.out / "last.pt")["config"])
+        config = config.with_overrides(epochs=args.epochs)
+    else:
+        config = get_preset(args.preset).with_overrides(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_loss=args.age_loss,
+            seed=args.seed, limit=args.limit)
+    metrics = train(config, args.data, args.out, resume=args.resume,
+                    split_file=args.split_file, cache_dir=args.cache_dir)
+    if metrics:
+        print(_headline(metrics, f"{args.out / 'metrics.json'}"))
+    return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from agegender.evaluation.evaluate import evaluate_model
+
+    metrics = evaluate_model(args.data, args.model, args.report, split=args.split,
+                             split_file=args.split_file, limit=args.limit,
+                             cache_dir=args.cache_dir)
+    print(_headline(metrics, f"{args.report}/"))
+    return EXIT_OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from agegender.inference import RESULT_COLUMNS, FaceResult, Predictor
+    from agegender.inference.inputs import expand_inputs
+    from agegender.inference.output import ResultWriter
+
+    paths, missing = expand_inputs(args.paths)
+    predictor = Predictor(args.model, batch_size=args.batch_size)
+    failed = 0
+    with ResultWriter(RESULT_COLUMNS, args.output) as writer:
+        for argument, reason in missing:
+            writer.write(FaceResult(file=argument, error=reason).to_dict())
+            failed += 1
+        rows = predictor.predict_paths(paths)
+        for row in tqdm(rows, total=len(paths), unit="image", disable=len(paths) < 20):
+            writer.write(row.to_dict())
+            failed += row.error is not None
+    for_log = f" to {args.output}" if args.output else ""
+    log.info("%d images%s, %d failed", len(paths) + len(missing), for_log, failed)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _headline(metrics: dict, where: str) -> str:
+    def fmt(key: str, digits: int) -> str:
+        value = metrics.get(key)
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    return (f"{metrics.get('split')} split, {metrics.get('n_images')} images: age MAE "
+            f"{fmt('mae', 2)}  CS@5 {fmt('cs5', 3)}  gender accuracy {fmt('gender_acc', 4)}  "
+            f"F1 {fmt('gender_f1', 4)}  AUC {fmt('gender_auc', 4)}  → {where}")
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        log.error("%s", error)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        log.error("interrupted; completed epochs are kept in last.pt (resume with --resume)"
+                  if args.command == "train" else "interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

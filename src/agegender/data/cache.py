@@ -1,0 +1,122 @@
+"""On-disk cache of decoded, resized faces, memory-mapped on later runs.
+
+Decoding every JPEG every epoch is the bottleneck on a small CPU, so each image is decoded
+and resized once per (dataset, preprocessing, selection) and read back as a uint8 memmap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from agegender.data.base import FaceSource
+from agegender.imageio import ImageReadError
+from agegender.preprocessing import Preprocessing, resize_face
+
+log = logging.getLogger("agegender")
+
+CACHE_FORMAT_VERSION = 1
+"""Bump when the stored layout or the resize step changes, so old caches are not reused."""
+
+
+@dataclass(frozen=True)
+class CachedFaces:
+    """Row i of `images` is the face of the i-th requested record.
+
+    Rows listed in `errors` (row → reason) failed to decode, are all zeros, and must be
+    left out by callers; `valid` is the mask of the usable rows.
+    """
+
+    images: np.ndarray
+    errors: dict[int, str]
+
+    @property
+    def valid(self) -> np.ndarray:
+        mask = np.ones(len(self.images), dtype=bool)
+        mask[list(self.errors)] = False
+        return mask
+
+
+def default_cache_dir() -> Path:
+    """`$AGEGENDER_CACHE`, else `~/.cache/agegender`."""
+    return Path(os.environ.get("AGEGENDER_CACHE") or Path.home() / ".cache" / "agegender")
+
+
+def cache_key(source: FaceSource, indices: Sequence[int], prep: Preprocessing) -> str:
+    """sha256 identifying the data, the preprocessing that shapes the pixels, and the selection."""
+    identity = [CACHE_FORMAT_VERSION, source.fingerprint, prep.size, prep.grayscale,
+                [source.records[index].source for index in indices]]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+
+def load_faces(source: FaceSource, indices: Sequence[int], prep: Preprocessing,
+               cache_dir: Path | str | None = None, progress: bool = True) -> CachedFaces:
+    """Decoded, resized faces of `source.records[i] for i in indices`, from the cache if built.
+
+    A cache is written under a temporary name and renamed into place, so an interrupted
+    build never leaves a cache that a later run would trust.
+    """
+    indices = [int(index) for index in indices]
+    shape = (len(indices), prep.size, prep.size, prep.channels)
+    if not indices:
+        return CachedFaces(np.zeros(shape, dtype=np.uint8), {})
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = cache_key(source, indices, prep)
+    images_path = directory / f"{key}.npy"
+    errors_path = directory / f"{key}.errors.json"
+    if not (images_path.is_file() and errors_path.is_file()):
+        directory.mkdir(parents=True, exist_ok=True)
+        _build(source, indices, prep, shape, images_path, errors_path, progress)
+    errors = {int(row): reason for row, reason in json.loads(errors_path.read_text()).items()}
+    return CachedFaces(np.load(images_path, mmap_mode="r"), errors)
+
+
+def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: tuple,
+           images_path: Path, errors_path: Path, progress: bool) -> None:
+    """Decode the requested images into a new cache; errors first, images renamed in last."""
+    started = time.perf_counter()
+    rows_by_index: dict[int, list[int]] = {}
+    for row, index in enumerate(indices):
+        rows_by_index.setdefault(index, []).append(row)
+    errors: dict[int, str] = {}
+    temporary_images = _temporary_beside(images_path)
+    temporary_errors = _temporary_beside(errors_path)
+    try:
+        images = np.lib.format.open_memmap(temporary_images, mode="w+", dtype=np.uint8,
+                                           shape=shape)
+        decoded = source.iter_images(rows_by_index)
+        for index, face in tqdm(decoded, total=len(rows_by_index), desc="caching faces",
+                                unit="img", disable=not progress):
+            for row in rows_by_index[index]:
+                if isinstance(face, ImageReadError):
+                    errors[row] = face.reason
+                else:
+                    images[row] = resize_face(face, prep)
+        images.flush()
+        del images  # unmap before the rename
+        temporary_errors.write_text(json.dumps(errors))
+        os.replace(temporary_errors, errors_path)
+        os.replace(temporary_images, images_path)
+    except BaseException:
+        temporary_images.unlink(missing_ok=True)
+        temporary_errors.unlink(missing_ok=True)
+        raise
+    log.info("cached %d faces (%d unreadable) in %.1fs at %s", len(indices), len(errors),
+             time.perf_counter() - started, images_path)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A fresh, uniquely named file in path's directory, so concurrent builds never collide."""
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+    os.close(handle)
+    return Path(name)

@@ -1,0 +1,33 @@
+"""The one record type every data source produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MALE, FEMALE = 0, 1
+"""Gender labels follow UTKFace: 0 = male, 1 = female. Sources with other conventions convert."""
+
+GENDER_NAMES = ("male", "female")
+RACE_NAMES = ("White", "Black", "Asian", "Indian", "Others")
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One labelled face image.
+
+    `source` names where the pixels come from (a file path, `archive.tar.gz::member`, or
+    `table.csv#row`), so every error and every report row can point back at the input.
+    A label that the dataset does not provide is `None` and is masked out of its loss.
+    """
+
+    source: str
+    age: float | None
+    gender: int | None
+    race: int | None = None
+    split: str | None = None
+
+    @property
+    def name(self) -> str:
+        """File name used to join with `split.csv` (the part after the last `/` or `::`)."""
+        tail = self.source.rsplit("::", 1)[-1]
+        return tail.rsplit("/", 1)[-1]

@@ -1,0 +1,185 @@
+"""UTKFace: labels encoded in file names, read from a folder or streamed from a tar archive.
+
+Also home to the helpers every image-file format shares (finding images, fingerprinting
+files, decoding records whose source is a path), since UTKFace is the primary format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+from pathlib import Path, PurePath, PurePosixPath
+
+import numpy as np
+
+from agegender.data.base import FaceSource
+from agegender.data.records import GENDER_NAMES, RACE_NAMES, FaceRecord
+from agegender.imageio import ImageReadError, decode_image
+
+MAX_AGE = 116
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+"""Files with these suffixes are treated as images; anything else in a data folder is ignored."""
+
+NAME_FIELDS = ("age", "gender", "race", "date&time")
+LABEL_FIELDS = NAME_FIELDS[:3]
+
+
+def parse_labels(age: str, gender: str, race: str) -> tuple[int, int, int]:
+    """Validate UTKFace label texts (shared with the pixel CSV, which uses the same codes)."""
+    age_value, gender_value, race_value = (
+        _non_negative_int(field, text)
+        for field, text in zip(LABEL_FIELDS, (age, gender, race), strict=True))
+    if age_value > MAX_AGE:
+        raise ValueError(f"age {age_value} outside 0–{MAX_AGE}")
+    if gender_value >= len(GENDER_NAMES):
+        raise ValueError(f"gender {gender_value} is not 0 (male) or 1 (female)")
+    if race_value >= len(RACE_NAMES):
+        raise ValueError(f"race {race_value} outside 0–{len(RACE_NAMES) - 1}")
+    return age_value, gender_value, race_value
+
+
+def _non_negative_int(field: str, text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{field} {text!r} is not a non-negative integer")
+    return int(text)
+
+
+def parse_utkface_name(name: str) -> tuple[int, int, int]:
+    """(age, gender, race) from a file name `age_gender_race_datetime.jpg[.chip.jpg]`.
+
+    Raises ValueError saying exactly what is wrong, so skipped files can be reported.
+    The date&time field is only required to start with a digit: the real release has
+    16- and 18-digit stamps and one name missing the dot before `jpg.chip.jpg`.
+    """
+    if not name.lower().endswith(".jpg"):
+        raise ValueError("not a .jpg file")
+    if any(character.isspace() for character in name):
+        raise ValueError("space in name")
+    fields = name.split("_")
+    if len(fields) < len(NAME_FIELDS):
+        raise ValueError(f"missing field: {len(fields)} of 4 fields age_gender_race_datetime")
+    if len(fields) > len(NAME_FIELDS):
+        raise ValueError(f"{len(fields)} fields, expected 4: age_gender_race_datetime")
+    if not fields[3][:1].isdigit():
+        raise ValueError(f"date&time field {fields[3]!r} does not start with a digit")
+    return parse_labels(*fields[:3])
+
+
+def find_image_files(root: Path) -> list[Path]:
+    """Image files under root, recursively, sorted; hidden ones (macOS `._x.jpg`) left out."""
+    return sorted(path for path in root.rglob("*") if _is_visible_image(path) and path.is_file())
+
+
+def fingerprint_files(paths: Iterable[str | Path]) -> str:
+    """sha256 over each file's absolute path, size and mtime: changes when any file changes."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            state = f"{stat.st_size}\t{stat.st_mtime_ns}"
+        except OSError as error:
+            state = f"unreadable: {error.strerror}"
+        digest.update(f"{os.path.abspath(path)}\t{state}\n".encode())
+    return digest.hexdigest()
+
+
+def _utkface_records(
+    entries: Iterable[tuple[str, str]],
+) -> tuple[list[FaceRecord], list[tuple[str, str]]]:
+    """(source, file name) pairs → records for well-formed names, (source, reason) for others."""
+    records, skipped = [], []
+    for source, name in entries:
+        try:
+            age, gender, race = parse_utkface_name(name)
+        except ValueError as error:
+            skipped.append((source, str(error)))
+        else:
+            records.append(FaceRecord(source, age, gender, race))
+    return records, skipped
+
+
+class ImageFileSource(FaceSource):
+    """A source whose records' `source` is an image file path: decoding is one file per record."""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint_files(record.source for record in self.records)
+
+    def iter_images(
+        self, indices: Iterable[int]
+    ) -> Iterator[tuple[int, np.ndarray | ImageReadError]]:
+        for index in dict.fromkeys(indices):
+            source = self.records[index].source
+            try:
+                yield index, decode_image(Path(source), source=source)
+            except ImageReadError as error:
+                yield index, error
+
+
+class UTKFaceFolder(ImageFileSource):
+    """UTKFace images anywhere under a directory (e.g. the unpacked `UTKFace/`)."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        files = find_image_files(self.root)
+        super().__init__(*_utkface_records((str(path), path.name) for path in files))
+
+
+class UTKFaceArchive(FaceSource):
+    """UTKFace images inside a tar archive (.tar, .tar.gz/.tgz, or any compression tarfile reads).
+
+    The archive is only ever read sequentially: random access into a gzip stream would
+    decompress from the start for every member, so `iter_images` makes one streaming pass.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        with tarfile.open(self.path, "r|*") as archive:
+            members = [member.name for member in archive
+                       if member.isfile() and _is_visible_image(PurePosixPath(member.name))]
+        super().__init__(*_utkface_records(
+            (self._source(member), PurePosixPath(member).name) for member in members))
+
+    def _source(self, member: str) -> str:
+        return f"{self.path}::{member}"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint_files([self.path])
+
+    def iter_images(
+        self, indices: Iterable[int]
+    ) -> Iterator[tuple[int, np.ndarray | ImageReadError]]:
+        wanted: dict[str, list[int]] = {}
+        for index in dict.fromkeys(indices):
+            member = self.records[index].source.rsplit("::", 1)[1]
+            wanted.setdefault(member, []).append(index)
+        with tarfile.open(self.path, "r|*") as archive:
+            for member in archive:
+                member_indices = wanted.pop(member.name, None) if member.isfile() else None
+                if member_indices is None:
+                    continue
+                result = self._decode(archive, member)
+                for index in member_indices:
+                    yield index, result
+                if not wanted:
+                    break
+        for member, member_indices in wanted.items():
+            for index in member_indices:
+                yield index, ImageReadError(self._source(member), "no longer in the archive")
+
+    def _decode(
+        self, archive: tarfile.TarFile, member: tarfile.TarInfo
+    ) -> np.ndarray | ImageReadError:
+        source = self._source(member.name)
+        try:
+            return decode_image(archive.extractfile(member).read(), source=source)
+        except ImageReadError as error:
+            return error
+
+
+def _is_visible_image(path: PurePath) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")

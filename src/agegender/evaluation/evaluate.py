@@ -1,0 +1,59 @@
+"""Evaluate a model on a labelled split and write the report (used by `train` and `evaluate`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from agegender.data.labelled import LabelledFaces, load_labelled_faces
+from agegender.evaluation.report import EvalPredictions, write_report
+from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
+
+log = logging.getLogger("agegender")
+
+
+def evaluate_rows(backend: ModelBackend, data: LabelledFaces, rows: np.ndarray,
+                  report_dir: Path) -> dict:
+    """Predict the given rows with `backend` and write the full evaluation report."""
+    rows = np.sort(rows)
+    images = np.asarray(data.images[rows])
+    predicted = predict_in_batches(backend, images)
+    return write_report(EvalPredictions(
+        sources=[data.sources[i] for i in rows], age_true=data.age[rows],
+        age_pred=predicted.age, gender_true=data.gender[rows],
+        prob_female=predicted.prob_female, race=data.race[rows], images=images), report_dir)
+
+
+def summarize(metrics: dict, split: str) -> dict:
+    """Headline figures (`mae`, `gender_acc`, ...) on top, the full report below."""
+    age, gender = metrics.get("age", {}), metrics.get("gender", {})
+    return {"split": split, "n_images": metrics.get("n_images"), "mae": age.get("mae"),
+            "rmse": age.get("rmse"), "cs5": age.get("cs5"),
+            "gender_acc": gender.get("accuracy"), "gender_f1": gender.get("macro_f1"),
+            "gender_auc": gender.get("roc_auc"), **metrics}
+
+
+def write_json(path: Path, values: dict) -> None:
+    """Atomic write: readers never see a half-written file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(values, indent=2))
+    os.replace(temporary, path)
+
+
+def evaluate_model(data_path: Path, model_path: Path, report_dir: Path, split: str = "test",
+                   split_file: Path | None = None, limit: int | None = None, seed: int = 0,
+                   cache_dir: Path | None = None) -> dict:
+    """Load `model_path`, evaluate it on `split` of `data_path`, write `report_dir`."""
+    backend = load_backend(model_path)
+    data = load_labelled_faces(data_path, backend.preprocessing, split_file=split_file,
+                               limit=limit, seed=seed, cache_dir=cache_dir)
+    rows = data.rows(split)
+    if len(rows) == 0:
+        raise ValueError(f"{data_path}: the {split!r} split is empty")
+    summary = summarize(evaluate_rows(backend, data, rows, report_dir), split=split)
+    write_json(report_dir / "metrics.json", summary)
+    return summary

@@ -1,0 +1,175 @@
+"""One evaluation run turned into a report folder: metrics, per-image CSVs and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agegender.data.records import FEMALE, GENDER_NAMES, RACE_NAMES
+from agegender.evaluation.metrics import GENDER_THRESHOLD, age_metrics, breakdown, gender_metrics
+from agegender.evaluation.plots import (
+    plot_age_scatter,
+    plot_confusion_matrix,
+    plot_error_histogram,
+    plot_mae_by_group,
+    plot_prediction_grid,
+)
+
+WORST_AGE_ERRORS = 50
+
+
+@dataclass
+class EvalPredictions:
+    """Per-image labels and model outputs of one evaluated split; NaN marks a missing label.
+
+    `age_low`/`age_high` are an optional prediction interval; `images` (N x H x W x C uint8)
+    are only needed for the prediction grid.
+    """
+
+    sources: list[str]
+    age_true: np.ndarray
+    age_pred: np.ndarray
+    gender_true: np.ndarray
+    prob_female: np.ndarray
+    race: np.ndarray
+    age_low: np.ndarray | None = None
+    age_high: np.ndarray | None = None
+    images: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        """Coerce and check alignment up front, so a bad column fails before files are written."""
+        count = len(self.sources)
+        if (self.age_low is None) != (self.age_high is None):
+            raise ValueError("age_low and age_high must be given together")
+        for name in ("age_true", "age_pred", "gender_true", "prob_female", "race",
+                     "age_low", "age_high"):
+            if getattr(self, name) is None:
+                continue
+            values = np.asarray(getattr(self, name), dtype=float)
+            if values.shape != (count,):
+                raise ValueError(f"{name} has shape {values.shape}, expected ({count},)")
+            setattr(self, name, values)
+        if self.images is not None and (
+            self.images.ndim != 4 or len(self.images) != count or self.images.dtype != np.uint8
+        ):
+            raise ValueError(f"images must be uint8 {count} x H x W x C, "
+                             f"got {self.images.dtype} {self.images.shape}")
+
+    @property
+    def abs_error(self) -> np.ndarray:
+        """Absolute age error per image, NaN where the age label is missing."""
+        return np.abs(self.age_pred - self.age_true)
+
+
+def write_report(
+    predictions: EvalPredictions, report_dir: Path | str, grid_size: int = 25, seed: int = 0
+) -> dict:
+    """Write metrics.json, per-image and error-analysis CSVs and plots; return the metrics.
+
+    Sections (and their plots) whose labels are all missing are left out, so a gender-only
+    dataset yields a gender-only report. The grid shows a `seed`-reproducible random sample.
+    """
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = compute_report_metrics(predictions)
+    _write_json_atomic(out / "metrics.json", metrics)
+
+    all_rows = np.arange(len(predictions.sources))
+    _write_prediction_rows(out / "predictions.csv", predictions, all_rows)
+    _write_prediction_rows(out / "worst_age_errors.csv", predictions, _worst_age_rows(predictions))
+    _write_prediction_rows(out / "gender_errors.csv", predictions, _gender_error_rows(predictions))
+
+    if "age" in metrics:
+        plot_age_scatter(predictions.age_true, predictions.age_pred, out / "age_scatter.png")
+        plot_error_histogram(predictions.age_true, predictions.age_pred,
+                             out / "age_error_histogram.png")
+        plot_mae_by_group(metrics["age"], out / "mae_by_age_group.png")
+    if "gender" in metrics:
+        plot_confusion_matrix(metrics["gender"]["confusion"], out / "confusion_matrix.png")
+    if predictions.images is not None and grid_size > 0 and len(predictions.sources):
+        _plot_sample_grid(predictions, out / "prediction_grid.png", grid_size, seed)
+    return metrics
+
+
+def compute_report_metrics(predictions: EvalPredictions) -> dict:
+    """The metrics.json content: every section whose labels exist, plus the image count."""
+    p = predictions
+    has_age, has_gender = np.isfinite(p.age_true).any(), np.isfinite(p.gender_true).any()
+    metrics: dict = {}
+    if has_age:
+        metrics["age"] = age_metrics(p.age_true, p.age_pred, age_low=p.age_low, age_high=p.age_high)
+    if has_gender:
+        metrics["gender"] = gender_metrics(p.gender_true, p.prob_female)
+    arrays = {"age_true": p.age_true, "age_pred": p.age_pred,
+              "gender_true": p.gender_true, "prob_female": p.prob_female}
+    if np.isfinite(p.race).any():
+        metrics["by_race"] = breakdown(p.race, RACE_NAMES, **arrays)
+    if has_gender:
+        metrics["by_gender"] = breakdown(p.gender_true, GENDER_NAMES, **arrays)
+    metrics["n_images"] = len(p.sources)
+    return metrics
+
+
+def _worst_age_rows(predictions: EvalPredictions) -> np.ndarray:
+    abs_error = predictions.abs_error
+    labelled = np.flatnonzero(np.isfinite(abs_error))
+    return labelled[np.argsort(-abs_error[labelled], kind="stable")][:WORST_AGE_ERRORS]
+
+
+def _gender_error_rows(predictions: EvalPredictions) -> np.ndarray:
+    """Misclassified rows, most confident first: confident mistakes hint at label noise."""
+    predicted_female = predictions.prob_female >= GENDER_THRESHOLD
+    confidence = np.where(predicted_female, predictions.prob_female, 1.0 - predictions.prob_female)
+    labelled = np.isfinite(predictions.gender_true)
+    wrong = np.flatnonzero(labelled & (predicted_female != (predictions.gender_true == FEMALE)))
+    return wrong[np.argsort(-confidence[wrong], kind="stable")]
+
+
+def _plot_sample_grid(predictions: EvalPredictions, out_png: Path, grid_size: int,
+                      seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(predictions.sources), size=min(grid_size, len(predictions.sources)),
+                      replace=False)
+    columns = math.ceil(math.sqrt(grid_size))
+    plot_prediction_grid(
+        predictions.images[rows], predictions.age_true[rows], predictions.age_pred[rows],
+        predictions.gender_true[rows], predictions.prob_female[rows], out_png,
+        columns=columns, rows=math.ceil(len(rows) / columns),
+    )
+
+
+def _write_prediction_rows(path: Path, predictions: EvalPredictions, rows: np.ndarray) -> None:
+    """One CSV line per selected image; interval columns only when an interval was predicted."""
+    p = predictions
+    columns = {"age_true": p.age_true, "age_pred": p.age_pred, "gender_true": p.gender_true,
+               "prob_female": p.prob_female, "race": p.race, "abs_error": p.abs_error}
+    if p.age_low is not None:
+        columns |= {"age_low": p.age_low, "age_high": p.age_high}
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", *columns])
+        for row in rows:
+            writer.writerow([p.sources[row], *(_cell(values[row]) for values in columns.values())])
+
+
+def _cell(value: float) -> str:
+    """Empty for a missing value, else compact (labels as "1", ages as "34.5")."""
+    return "" if math.isnan(value) else f"{value:.6g}"
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    """Write via a temp file + os.replace so readers never see a half-written metrics.json."""
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,65 @@
+"""Training configuration as data: saved beside every checkpoint, loaded back on resume."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from agegender.models.factory import ModelConfig
+from agegender.preprocessing import Preprocessing
+
+
+@dataclass
+class AugmentConfig:
+    """On-the-fly batch augmentation; ranges are ± around identity."""
+
+    flip: bool = True
+    rotation_degrees: float = 10.0
+    zoom: float = 0.1
+    shift: float = 0.1
+    brightness: float = 0.2
+    contrast: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run, so a run can be repeated or resumed."""
+
+    preset: str = "seed-cnn"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.1
+    age_loss: str = "mae"
+    age_loss_weight: float = 1.0
+    gender_loss_weight: float = 1.0
+    early_stopping_patience: int = 6
+    seed: int = 0
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.age_loss not in ("mae", "mse"):
+            raise ValueError(f"age_loss must be 'mae' or 'mse', not {self.age_loss!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        nested = {"model": ModelConfig, "preprocessing": Preprocessing, "augment": AugmentConfig}
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        for name, kind in nested.items():
+            if name in kwargs and isinstance(kwargs[name], dict):
+                kwargs[name] = kind(**kwargs[name])
+        return cls(**kwargs)
+
+    def with_overrides(self, **overrides) -> TrainConfig:
+        """A copy with the non-None overrides applied (command-line flags left unset are None)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,33 @@
+"""Named training configurations: `--preset NAME` picks one, flags override its fields."""
+
+from __future__ import annotations
+
+from agegender.models.factory import ModelConfig
+from agegender.preprocessing import Preprocessing
+from agegender.training.config import TrainConfig
+
+PRESETS: dict[str, TrainConfig] = {
+    # One multi-output CNN: conv blocks 32/64/128/256 + max-pool, 2×dense 256 + dropout.
+    "seed-cnn": TrainConfig(
+        preset="seed-cnn",
+        model=ModelConfig(architecture="seed-cnn", widths=[32, 64, 128, 256], dense=[256, 256],
+                          dropout=0.3, batchnorm=True),
+        preprocessing=Preprocessing(size=64, grayscale=False),
+        epochs=20,
+    ),
+    # Separate gender and age CNNs with BatchNorm on 48×48 grayscale, as in the pixel-CSV tutorial.
+    "seed-separate": TrainConfig(
+        preset="seed-separate",
+        model=ModelConfig(architecture="seed-separate", widths=[32, 64, 128, 256], dense=[128],
+                          dropout=0.3, batchnorm=True),
+        preprocessing=Preprocessing(size=48, grayscale=True),
+        epochs=20,
+    ),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None

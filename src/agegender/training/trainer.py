@@ -1,0 +1,289 @@
+"""The training loop: Adam, one-cycle LR, masked multi-task loss, early stopping, resumable."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from agegender.data.labelled import LabelledFaces, load_labelled_faces
+from agegender.evaluation.evaluate import evaluate_rows, summarize, write_json
+from agegender.evaluation.plots import plot_training_curves
+from agegender.inference.backends import TorchCheckpointBackend
+from agegender.models.factory import create_model
+from agegender.preprocessing import standardize
+from agegender.training.augment import augment_batch
+from agegender.training.checkpoint import read_checkpoint, save_checkpoint, write_config
+from agegender.training.config import TrainConfig
+
+log = logging.getLogger("agegender")
+
+AGE_SCALE = 10.0
+"""Age losses are computed in decades so MAE/MSE and cross-entropy have comparable magnitudes."""
+
+LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_mae", "train_gender_acc",
+               "val_loss", "val_mae", "val_gender_acc", "seconds"]
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    mae: float | None
+    gender_acc: float | None
+
+
+class _Accumulator:
+    """Sums masked per-sample losses and errors over an epoch."""
+
+    def __init__(self) -> None:
+        self.loss = self.batches = self.abs_err = self.n_age = self.correct = self.n_gender = 0.0
+
+    def add(self, loss: float, age_err: torch.Tensor, gender_hit: torch.Tensor) -> None:
+        self.loss += loss
+        self.batches += 1
+        self.abs_err += float(age_err.sum())
+        self.n_age += age_err.numel()
+        self.correct += float(gender_hit.sum())
+        self.n_gender += gender_hit.numel()
+
+    def stats(self) -> EpochStats:
+        return EpochStats(
+            loss=self.loss / max(self.batches, 1),
+            mae=self.abs_err / self.n_age if self.n_age else None,
+            gender_acc=self.correct / self.n_gender if self.n_gender else None,
+        )
+
+
+def multitask_loss(gender_logit: torch.Tensor, age: torch.Tensor, gender_true: torch.Tensor,
+                   age_true: torch.Tensor, config: TrainConfig
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted BCE + age loss; samples missing a label are masked out of that task's loss.
+
+    Returns the loss, the absolute age errors and the gender hits of the labelled samples.
+    """
+    has_gender = ~torch.isnan(gender_true)
+    has_age = ~torch.isnan(age_true)
+    loss = gender_logit.new_zeros(())
+    if has_gender.any():
+        loss = loss + config.gender_loss_weight * F.binary_cross_entropy_with_logits(
+            gender_logit[has_gender], gender_true[has_gender])
+    if has_age.any():
+        predicted, target = age[has_age] / AGE_SCALE, age_true[has_age] / AGE_SCALE
+        age_loss = F.l1_loss if config.age_loss == "mae" else F.mse_loss
+        loss = loss + config.age_loss_weight * age_loss(predicted, target)
+    age_err = (age[has_age] - age_true[has_age]).detach().abs()
+    gender_hit = ((gender_logit[has_gender] > 0).float() == gender_true[has_gender]).detach()
+    return loss, age_err, gender_hit
+
+
+class Trainer:
+    """Owns one run directory: checkpoints, config, log, curves and final test metrics."""
+
+    def __init__(self, config: TrainConfig, data: LabelledFaces, out_dir: Path):
+        self.config = config
+        self.data = data
+        self.out_dir = out_dir
+        self.prep = config.preprocessing
+        self.train_rows = data.rows("train")
+        self.val_rows = data.rows("val")
+        if len(self.train_rows) == 0:
+            raise ValueError("the training split is empty")
+        torch.manual_seed(config.seed)
+        self.model = create_model(config.model, self.prep).to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
+        self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=config.lr, total_steps=config.epochs * self.steps_per_epoch,
+            pct_start=config.warmup_fraction)
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.epochs_without_improvement = 0
+
+    # -- batches ---------------------------------------------------------------------------------
+    def _batch(self, rows: np.ndarray, generator: torch.Generator | None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = np.sort(rows)  # sorted reads are sequential in the memory-mapped cache
+        images = torch.from_numpy(np.asarray(self.data.images[rows])).permute(0, 3, 1, 2)
+        images = images.float().div_(255)
+        if generator is not None:
+            images = augment_batch(images, self.config.augment, generator)
+        images = standardize(images, self.prep).contiguous(memory_format=torch.channels_last)
+        return (images, torch.from_numpy(self.data.gender[rows]),
+                torch.from_numpy(self.data.age[rows]))
+
+    # -- epochs ----------------------------------------------------------------------------------
+    def _train_epoch(self) -> EpochStats:
+        """One pass; shuffling, augmentation and dropout are seeded by (seed, epoch) for resume."""
+        seed = self.config.seed * 100_003 + self.epoch
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        order = np.random.default_rng(seed).permutation(self.train_rows)
+        self.model.train()
+        totals = _Accumulator()
+        bar = tqdm(range(0, len(order), self.config.batch_size), desc=f"epoch {self.epoch + 1}"
+                   f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
+        for start in bar:
+            images, gender, age = self._batch(order[start:start + self.config.batch_size],
+                                              generator)
+            gender_logit, age_pred = self.model(images)
+            loss, age_err, gender_hit = multitask_loss(gender_logit, age_pred, gender, age,
+                                                       self.config)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            totals.add(loss.item(), age_err, gender_hit)
+            running = totals.stats()
+            bar.set_postfix(loss=f"{running.loss:.3f}",
+                            mae=f"{running.mae:.2f}" if running.mae is not None else "-",
+                            acc=f"{running.gender_acc:.3f}" if running.gender_acc is not None
+                            else "-")
+        return totals.stats()
+
+    def _validate(self) -> EpochStats | None:
+        if len(self.val_rows) == 0:
+            return None
+        self.model.eval()
+        totals = _Accumulator()
+        with torch.inference_mode():
+            for start in range(0, len(self.val_rows), 256):
+                images, gender, age = self._batch(self.val_rows[start:start + 256], None)
+                gender_logit, age_pred = self.model(images)
+                loss, age_err, gender_hit = multitask_loss(gender_logit, age_pred, gender, age,
+                                                           self.config)
+                totals.add(loss.item(), age_err, gender_hit)
+        return totals.stats()
+
+    def fit(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(self.out_dir / "config.yaml", self.config)
+        while self.epoch < self.config.epochs:
+            if self.epochs_without_improvement >= self.config.early_stopping_patience:
+                log.info("early stopping: no validation improvement for %d epochs",
+                         self.epochs_without_improvement)
+                break
+            started = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            train = self._train_epoch()
+            val = self._validate()
+            self.epoch += 1
+            selection_loss = val.loss if val else train.loss
+            improved = selection_loss < self.best_val_loss
+            if improved:
+                self.best_val_loss = selection_loss
+                self.epochs_without_improvement = 0
+                save_checkpoint(self.out_dir / "best.pt", self.model, self.config,
+                                epoch=self.epoch, val_loss=selection_loss)
+            else:
+                self.epochs_without_improvement += 1
+            self._save_last()
+            seconds = time.perf_counter() - started
+            self._log_epoch(lr, train, val, seconds)
+            log.info("epoch %d/%d  %.0fs  train loss %.3f mae %s acc %s | "
+                     "val loss %s mae %s acc %s%s",
+                     self.epoch, self.config.epochs, seconds, train.loss, _fmt(train.mae),
+                     _fmt(train.gender_acc, 3), _fmt(val and val.loss, 3), _fmt(val and val.mae),
+                     _fmt(val and val.gender_acc, 3), "  *best*" if improved else "")
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _save_last(self) -> None:
+        save_checkpoint(
+            self.out_dir / "last.pt", self.model, self.config, epoch=self.epoch,
+            optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=self.scheduler.state_dict(), best_val_loss=self.best_val_loss,
+            epochs_without_improvement=self.epochs_without_improvement)
+
+    def resume(self) -> None:
+        """Continue from `last.pt`: weights, optimizer, schedule and early-stopping state."""
+        payload = read_checkpoint(self.out_dir / "last.pt")
+        self.model.load_state_dict(payload["model_state"])
+        self.optimizer.load_state_dict(payload["optimizer_state"])
+        self.scheduler.load_state_dict(payload["scheduler_state"])
+        # a resume may extend --epochs: stretch the remaining schedule to the new length
+        self.scheduler.total_steps = self.config.epochs * self.steps_per_epoch
+        self.epoch = payload["epoch"]
+        self.best_val_loss = payload["best_val_loss"]
+        self.epochs_without_improvement = payload["epochs_without_improvement"]
+        log_path = self.out_dir / "log.csv"
+        if log_path.exists():  # drop rows of epochs after the checkpoint (a crash mid-epoch)
+            with log_path.open(newline="") as stream:
+                rows = [r for r in csv.DictReader(stream) if int(r["epoch"]) <= self.epoch]
+            with log_path.open("w", newline="") as stream:
+                writer = csv.DictWriter(stream, fieldnames=LOG_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+        log.info("resumed from %s at epoch %d", self.out_dir / "last.pt", self.epoch)
+
+    def _log_epoch(self, lr: float, train: EpochStats, val: EpochStats | None,
+                   seconds: float) -> None:
+        log_path = self.out_dir / "log.csv"
+        new = not log_path.exists()
+        row = {"epoch": self.epoch, "lr": f"{lr:.6g}", "train_loss": f"{train.loss:.5f}",
+               "train_mae": _cell(train.mae), "train_gender_acc": _cell(train.gender_acc),
+               "val_loss": _cell(val and val.loss), "val_mae": _cell(val and val.mae),
+               "val_gender_acc": _cell(val and val.gender_acc), "seconds": f"{seconds:.1f}"}
+        with log_path.open("a", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=LOG_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        plot_training_curves(log_path, self.out_dir / "curves.png")
+
+    # -- final evaluation --------------------------------------------------------------------------
+    def evaluate_test(self) -> dict:
+        """Evaluate `best.pt` on the test split, writing the report folder; returns the figures."""
+        rows = self.data.rows("test")
+        if len(rows) == 0:
+            log.warning("the test split is empty: no test metrics")
+            return {}
+        backend = TorchCheckpointBackend.from_checkpoint(self.out_dir / "best.pt")
+        metrics = evaluate_rows(backend, self.data, rows, self.out_dir / "test_report")
+        return summarize(metrics, split="test")
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.5f}"
+
+
+def train(config: TrainConfig, data_path: Path, out_dir: Path, resume: bool = False,
+          split_file: Path | None = None, cache_dir: Path | None = None) -> dict:
+    """Load data, train (or resume), then evaluate the best checkpoint on the test split."""
+    if not resume and (out_dir / "last.pt").exists():
+        raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it "
+                              "or choose another --out")
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    data = load_labelled_faces(data_path, config.preprocessing, split_file=split_file,
+                               limit=config.limit, seed=config.seed, cache_dir=cache_dir)
+    data_seconds = time.perf_counter() - started
+    log.info("data ready in %.1fs: %s", data_seconds,
+             ", ".join(f"{s} {len(data.rows(s))}" for s in ("train", "val", "test")))
+    trainer = Trainer(config, data, out_dir)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    metrics = trainer.evaluate_test()
+    if metrics:
+        metrics["timing"] = {"data_seconds": round(data_seconds, 1),
+                             "epoch_seconds": _epoch_seconds(out_dir / "log.csv")}
+        write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _epoch_seconds(log_path: Path) -> list[float]:
+    with log_path.open(newline="") as stream:
+        return [float(row["seconds"]) for row in csv.DictReader(stream)]

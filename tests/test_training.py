@@ -1,0 +1,112 @@
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from agegender.inference.backends import TorchCheckpointBackend, predict_in_batches
+from agegender.models import ModelConfig
+from agegender.preprocessing import Preprocessing
+from agegender.training import TrainConfig, Trainer
+from agegender.training.checkpoint import load_model, read_checkpoint
+from agegender.training.config import AugmentConfig
+from agegender.training.trainer import multitask_loss
+from tests.conftest import synthetic_faces
+
+TINY = TrainConfig(
+    preset="tiny",
+    model=ModelConfig(architecture="seed-cnn", widths=[8, 16], dense=[32], dropout=0.1),
+    preprocessing=Preprocessing(size=16),
+    epochs=4, batch_size=16, lr=3e-3, early_stopping_patience=10,
+)
+
+
+def _log(out_dir):
+    with (out_dir / "log.csv").open() as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_training_loss_falls_and_writes_checkpoints_log_and_curves(tmp_path):
+    data = synthetic_faces(160, 16)
+    trainer = Trainer(dataclasses.replace(TINY, epochs=6), data, tmp_path)
+    trainer.fit()
+    rows = _log(tmp_path)
+    assert len(rows) == 6
+    assert float(rows[-1]["train_loss"]) < 0.8 * float(rows[0]["train_loss"])
+    for name in ("best.pt", "last.pt", "config.yaml", "curves.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_checkpoint_reloads_to_identical_predictions(tmp_path):
+    data = synthetic_faces(64, 16)
+    trainer = Trainer(dataclasses.replace(TINY, epochs=1), data, tmp_path)
+    trainer.fit()
+    model, config = load_model(tmp_path / "last.pt")
+    assert config == trainer.config
+    live = predict_in_batches(TorchCheckpointBackend(trainer.model, config.preprocessing),
+                              data.images)
+    reloaded = predict_in_batches(TorchCheckpointBackend(model, config.preprocessing),
+                                  data.images)
+    np.testing.assert_array_equal(live.age, reloaded.age)
+    np.testing.assert_array_equal(live.prob_female, reloaded.prob_female)
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    data = synthetic_faces(96, 16)
+    straight = Trainer(TINY, data, tmp_path / "straight")
+    straight.fit()
+
+    crashing = Trainer(TINY, data, tmp_path / "resumed")
+    original = Trainer._train_epoch
+
+    def crash_in_third_epoch(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit()
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
+
+    resumed = Trainer(TINY, data, tmp_path / "resumed")
+    resumed.resume()
+    resumed.fit()
+    for name, tensor in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=0)
+    assert [r["epoch"] for r in _log(tmp_path / "resumed")] == ["1", "2", "3", "4"]
+
+
+def test_missing_labels_are_masked_out_of_the_loss():
+    logit = torch.tensor([2.0, -1.0, 0.5])
+    age = torch.tensor([30.0, 40.0, 50.0])
+    gender_true = torch.tensor([1.0, float("nan"), 0.0])
+    age_true = torch.tensor([float("nan"), 40.0, 60.0])
+    loss, age_err, hits = multitask_loss(logit, age, gender_true, age_true, TINY)
+    assert torch.isfinite(loss)
+    assert age_err.tolist() == [0.0, 10.0]
+    assert hits.tolist() == [1.0, 0.0]
+    gender_only = torch.full((3,), float("nan"))
+    loss, age_err, _ = multitask_loss(logit, age, gender_true, gender_only, TINY)
+    assert torch.isfinite(loss) and age_err.numel() == 0
+
+
+def test_augmentation_changes_images_but_keeps_shape_and_range():
+    from agegender.training.augment import augment_batch
+
+    images = torch.rand(8, 3, 16, 16)
+    out = augment_batch(images, AugmentConfig(), torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, images)
+    none = AugmentConfig(flip=False, rotation_degrees=0, zoom=0, shift=0, brightness=0,
+                         contrast=0)
+    assert torch.equal(augment_batch(images, none, torch.Generator()), images)
+
+
+def test_config_round_trips_through_a_dict_and_rejects_bad_values():
+    assert TrainConfig.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(ValueError, match="age_loss"):
+        TrainConfig(age_loss="huber")
