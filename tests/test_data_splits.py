@@ -85,11 +85,14 @@ def test_find_split_file(tmp_path: Path) -> None:
     archive.touch()
     folder = tmp_path / "faces"
     folder.mkdir()
+    assert find_split_file(archive) is None
+    assert find_split_file(folder) is None
+
     (tmp_path / "split.csv").touch()
 
     assert find_split_file(archive) == tmp_path / "split.csv"
-    assert find_split_file(folder) is None  # a directory's split file lives inside it
+    assert find_split_file(folder) == tmp_path / "split.csv"  # the archive unpacked beside it
 
     (folder / "split.csv").touch()
 
-    assert find_split_file(folder) == folder / "split.csv"
+    assert find_split_file(folder) == folder / "split.csv"  # its own split file comes first

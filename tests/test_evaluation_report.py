@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agegender.evaluation import (
-    EvalPredictions,
-    age_metrics,
-    gender_metrics,
-    plot_prediction_grid,
-    plot_training_curves,
-    write_report,
-)
+from agegender.evaluation import age_metrics, gender_metrics
+from agegender.evaluation.plots import plot_prediction_grid, plot_training_curves
+from agegender.evaluation.report import EvalPredictions, write_report
 
 NAN = math.nan
 PLOTS = ("confusion_matrix.png", "age_scatter.png", "age_error_histogram.png",

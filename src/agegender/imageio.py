@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                            ".ppm", ".pgm"})
+"""Suffixes taken as images when searching folders; files named explicitly are tried whatever
+their suffix."""
+
 MAX_PIXELS = 80_000_000
 """Decompression-bomb cap: larger images are refused rather than exhausting memory."""
 

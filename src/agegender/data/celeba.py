@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agegender.data.files import ImageFileSource
 from agegender.data.records import FEMALE, MALE, FaceRecord
-from agegender.data.utkface import ImageFileSource
 
 ATTRIBUTES_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agegender.data.files import ImageFileSource, find_image_files
 from agegender.data.records import FEMALE, MALE, FaceRecord
-from agegender.data.utkface import IMAGE_SUFFIXES, ImageFileSource, find_image_files
+from agegender.imageio import IMAGE_SUFFIXES
 
 GENDER_FOLDERS = {
     "male": MALE, "man": MALE, "men": MALE,

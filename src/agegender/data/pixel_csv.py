@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from agegender.data.base import FaceSource
+from agegender.data.files import fingerprint_files
 from agegender.data.records import FaceRecord
-from agegender.data.utkface import fingerprint_files, parse_labels
+from agegender.data.utkface import parse_labels
 from agegender.imageio import ImageReadError
 
 COLUMNS = ("age", "ethnicity", "gender", "img_name", "pixels")

@@ -25,10 +25,11 @@ UNASSIGNED = "unassigned"
 
 
 def find_split_file(data_path: Path | str) -> Path | None:
-    """`split.csv` inside a data directory, or beside an archive / CSV file; None if absent."""
+    """`split.csv` inside a data directory or beside it (where an archive unpacks), or beside
+    an archive / CSV file; None if absent."""
     data_path = Path(data_path)
-    candidate = (data_path if data_path.is_dir() else data_path.parent) / SPLIT_FILE
-    return candidate if candidate.is_file() else None
+    places = [data_path, data_path.parent] if data_path.is_dir() else [data_path.parent]
+    return next((p / SPLIT_FILE for p in places if (p / SPLIT_FILE).is_file()), None)
 
 
 def assign_splits(records: Sequence[FaceRecord], split_file: Path | str | None = None,

@@ -1,27 +1,25 @@
-"""UTKFace: labels encoded in file names, read from a folder or streamed from a tar archive.
-
-Also home to the helpers every image-file format shares (finding images, fingerprinting
-files, decoding records whose source is a path), since UTKFace is the primary format.
-"""
+"""UTKFace: labels encoded in file names, read from a folder or streamed from a tar archive."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from functools import cached_property
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from agegender.data.base import FaceSource
+from agegender.data.files import (
+    ImageFileSource,
+    find_image_files,
+    fingerprint_files,
+    is_visible_image,
+)
 from agegender.data.records import GENDER_NAMES, RACE_NAMES, FaceRecord
 from agegender.imageio import ImageReadError, decode_image
 
 MAX_AGE = 116
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
-"""Files with these suffixes are treated as images; anything else in a data folder is ignored."""
 
 NAME_FIELDS = ("age", "gender", "race", "date&time")
 LABEL_FIELDS = NAME_FIELDS[:3]
@@ -68,24 +66,6 @@ def parse_utkface_name(name: str) -> tuple[int, int, int]:
     return parse_labels(*fields[:3])
 
 
-def find_image_files(root: Path) -> list[Path]:
-    """Image files under root, recursively, sorted; hidden ones (macOS `._x.jpg`) left out."""
-    return sorted(path for path in root.rglob("*") if _is_visible_image(path) and path.is_file())
-
-
-def fingerprint_files(paths: Iterable[str | Path]) -> str:
-    """sha256 over each file's absolute path, size and mtime: changes when any file changes."""
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            stat = os.stat(path)
-            state = f"{stat.st_size}\t{stat.st_mtime_ns}"
-        except OSError as error:
-            state = f"unreadable: {error.strerror}"
-        digest.update(f"{os.path.abspath(path)}\t{state}\n".encode())
-    return digest.hexdigest()
-
-
 def _utkface_records(
     entries: Iterable[tuple[str, str]],
 ) -> tuple[list[FaceRecord], list[tuple[str, str]]]:
@@ -99,24 +79,6 @@ def _utkface_records(
         else:
             records.append(FaceRecord(source, age, gender, race))
     return records, skipped
-
-
-class ImageFileSource(FaceSource):
-    """A source whose records' `source` is an image file path: decoding is one file per record."""
-
-    @cached_property
-    def fingerprint(self) -> str:
-        return fingerprint_files(record.source for record in self.records)
-
-    def iter_images(
-        self, indices: Iterable[int]
-    ) -> Iterator[tuple[int, np.ndarray | ImageReadError]]:
-        for index in dict.fromkeys(indices):
-            source = self.records[index].source
-            try:
-                yield index, decode_image(Path(source), source=source)
-            except ImageReadError as error:
-                yield index, error
 
 
 class UTKFaceFolder(ImageFileSource):
@@ -139,7 +101,7 @@ class UTKFaceArchive(FaceSource):
         self.path = Path(path)
         with tarfile.open(self.path, "r|*") as archive:
             members = [member.name for member in archive
-                       if member.isfile() and _is_visible_image(PurePosixPath(member.name))]
+                       if member.isfile() and is_visible_image(PurePosixPath(member.name))]
         super().__init__(*_utkface_records(
             (self._source(member), PurePosixPath(member).name) for member in members))
 
@@ -179,7 +141,3 @@ class UTKFaceArchive(FaceSource):
             return decode_image(archive.extractfile(member).read(), source=source)
         except ImageReadError as error:
             return error
-
-
-def _is_visible_image(path: PurePath) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")

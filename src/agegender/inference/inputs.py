@@ -5,8 +5,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                  ".pgm"}
+from agegender.imageio import IMAGE_SUFFIXES
 
 
 def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:

@@ -13,7 +13,7 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(architecture="seed-cnn", widths=[32, 64, 128, 256], dense=[256, 256],
                           dropout=0.3, batchnorm=True),
         preprocessing=Preprocessing(size=64, grayscale=False),
-        epochs=20,
+        epochs=18,
     ),
     # Separate gender and age CNNs with BatchNorm on 48×48 grayscale, as in the pixel-CSV tutorial.
     "seed-separate": TrainConfig(
@@ -21,7 +21,7 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(architecture="seed-separate", widths=[32, 64, 128, 256], dense=[128],
                           dropout=0.3, batchnorm=True),
         preprocessing=Preprocessing(size=48, grayscale=True),
-        epochs=20,
+        epochs=18,
     ),
 }
 
