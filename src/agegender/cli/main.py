@@ -1,4 +1,7 @@
-"""`agegender` command line: train, evaluate, predict. Thin: parsing here, work in the packages."""
+"""`agegender` command line: train, evaluate, predict, export.
+
+Thin: parsing here, work in the packages.
+"""
 
 from __future__ import annotations
 
@@ -44,16 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="metrics and plots of a model on a split")
     _add_data_arguments(evaluate)
-    evaluate.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+    evaluate.add_argument("--model", type=Path, required=True, help="checkpoint (.pt) or .onnx")
     evaluate.add_argument("--report", type=Path, required=True, help="report folder")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
 
     predict = commands.add_parser("predict", help="age and gender of face images")
     predict.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
-    predict.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+    predict.add_argument("--model", type=Path, required=True,
+                         help="checkpoint (.pt) or exported model (.onnx, needs no torch)")
     predict.add_argument("--output", type=Path,
                          help=".csv, .json or .jsonl (default: CSV to stdout)")
     predict.add_argument("--batch-size", type=int, default=32)
+
+    export = commands.add_parser("export", help="checkpoint → ONNX model that runs without torch")
+    export.add_argument("checkpoint", type=Path, help="checkpoint (.pt)")
+    export.add_argument("--output", type=Path,
+                        help="the .onnx file (default: the checkpoint's name with .onnx)")
     return parser
 
 
@@ -110,6 +119,14 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from agegender.export import export_onnx
+
+    output = export_onnx(args.checkpoint, args.output or args.checkpoint.with_suffix(".onnx"))
+    print(output)
+    return EXIT_OK
+
+
 def _headline(metrics: dict, where: str) -> str:
     def fmt(key: str, digits: int) -> str:
         value = metrics.get(key)
@@ -120,7 +137,7 @@ def _headline(metrics: dict, where: str) -> str:
             f"F1 {fmt('gender_f1', 4)}  AUC {fmt('gender_auc', 4)}  → {where}")
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> int:

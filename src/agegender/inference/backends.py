@@ -1,14 +1,31 @@
-"""Model backends: uint8 face crops in, ages and gender probabilities out."""
+"""Model backends: uint8 face crops in, ages and gender probabilities out.
+
+The ONNX backend needs only numpy and onnxruntime, so inference runs without the torch stack.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from agegender.data.records import GENDER_NAMES
 from agegender.preprocessing import Preprocessing, normalize
+
+# The contract between `agegender export` and OnnxBackend: graph names and metadata_props keys.
+ONNX_INPUT = "image"
+ONNX_OUTPUTS = ("age", "prob_female")
+ONNX_FORMAT_VERSION = "1"
+META_FORMAT = "agegender.format_version"
+META_VERSION = "agegender.version"
+META_PREPROCESSING = "agegender.preprocessing"  # Preprocessing.to_dict() as JSON
+META_ARCHITECTURE = "agegender.architecture"
+META_PRESET = "agegender.preset"
+META_LABELS = "agegender.labels"  # JSON: gender names by label, meaning of each output
 
 
 @dataclass
@@ -51,6 +68,55 @@ class TorchCheckpointBackend:
                                prob_female=torch.sigmoid(gender_logit).numpy().astype(np.float32))
 
 
+class OnnxBackend:
+    """Runs an ONNX model written by `agegender export` with onnxruntime on the CPU.
+
+    Everything it needs (preprocessing, label convention) is read from the .onnx file itself.
+    """
+
+    def __init__(self, path: Path | str, threads: int | None = None):
+        """`threads`: onnxruntime intra-op threads; default all cores available to this process."""
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or _available_cores()
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own untyped errors for bad files
+            raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        if META_PREPROCESSING not in self.metadata:
+            raise ValueError(f"{path}: ONNX model without agegender metadata "
+                             "(write it with `agegender export`)")
+        if self.metadata.get(META_FORMAT) != ONNX_FORMAT_VERSION:
+            raise ValueError(f"{path}: agegender ONNX format {self.metadata.get(META_FORMAT)!r}, "
+                             f"this version reads {ONNX_FORMAT_VERSION!r}")
+        if json.loads(self.metadata.get(META_LABELS, "{}")).get("gender") != list(GENDER_NAMES):
+            raise ValueError(f"{path}: gender labels differ from {list(GENDER_NAMES)}")
+        self.preprocessing = Preprocessing.from_dict(json.loads(self.metadata[META_PREPROCESSING]))
+
+    def predict(self, faces: np.ndarray) -> FacePredictions:
+        prep = self.preprocessing
+        if faces.shape[1:] != (prep.size, prep.size, prep.channels):
+            raise ValueError(f"faces must be N×{prep.size}×{prep.size}×{prep.channels} uint8, "
+                             f"got shape {faces.shape}")
+        age, prob_female = self.session.run(list(ONNX_OUTPUTS),
+                                            {ONNX_INPUT: normalize(faces, prep)})
+        return FacePredictions(age=age.astype(np.float32),
+                               prob_female=prob_female.astype(np.float32))
+
+
+def _available_cores() -> int:
+    """Cores this process may run on (respects CPU affinity, e.g. in containers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def load_backend(path: Path | str) -> ModelBackend:
     """Pick the backend from the model file."""
     path = Path(path)
@@ -58,8 +124,10 @@ def load_backend(path: Path | str) -> ModelBackend:
         raise FileNotFoundError(f"{path}: no such model file")
     if path.suffix in (".pt", ".pth", ".ckpt"):
         return TorchCheckpointBackend.from_checkpoint(path)
+    if path.suffix == ".onnx":
+        return OnnxBackend(path)
     raise ValueError(f"{path}: unsupported model format {path.suffix!r} "
-                     "(expected a .pt checkpoint)")
+                     "(expected a .pt checkpoint or an .onnx model)")
 
 
 def predict_in_batches(backend: ModelBackend, faces: np.ndarray,

@@ -85,6 +85,22 @@ def multitask_loss(gender_logit: torch.Tensor, age: torch.Tensor, gender_true: t
     return loss, age_err, gender_hit
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
+               generator: torch.Generator | None) -> Batch:
+    """Images (augmented when a generator is given), gender and age labels of `rows`."""
+    rows = np.sort(rows)  # sorted reads are sequential in the memory-mapped cache
+    images = torch.from_numpy(np.asarray(data.images[rows])).permute(0, 3, 1, 2)
+    images = images.float().div_(255)
+    if generator is not None:
+        images = augment_batch(images, config.augment, generator)
+    images = standardize(images, config.preprocessing).contiguous(
+        memory_format=torch.channels_last)
+    return images, torch.from_numpy(data.gender[rows]), torch.from_numpy(data.age[rows])
+
+
 class Trainer:
     """Owns one run directory: checkpoints, config, log, curves and final test metrics."""
 
@@ -109,18 +125,6 @@ class Trainer:
         self.best_val_loss = math.inf
         self.epochs_without_improvement = 0
 
-    # -- batches ---------------------------------------------------------------------------------
-    def _batch(self, rows: np.ndarray, generator: torch.Generator | None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rows = np.sort(rows)  # sorted reads are sequential in the memory-mapped cache
-        images = torch.from_numpy(np.asarray(self.data.images[rows])).permute(0, 3, 1, 2)
-        images = images.float().div_(255)
-        if generator is not None:
-            images = augment_batch(images, self.config.augment, generator)
-        images = standardize(images, self.prep).contiguous(memory_format=torch.channels_last)
-        return (images, torch.from_numpy(self.data.gender[rows]),
-                torch.from_numpy(self.data.age[rows]))
-
     # -- epochs ----------------------------------------------------------------------------------
     def _train_epoch(self) -> EpochStats:
         """One pass; shuffling, augmentation and dropout are seeded by (seed, epoch) for resume."""
@@ -133,8 +137,8 @@ class Trainer:
         bar = tqdm(range(0, len(order), self.config.batch_size), desc=f"epoch {self.epoch + 1}"
                    f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
         for start in bar:
-            images, gender, age = self._batch(order[start:start + self.config.batch_size],
-                                              generator)
+            images, gender, age = make_batch(
+                self.data, order[start:start + self.config.batch_size], self.config, generator)
             gender_logit, age_pred = self.model(images)
             loss, age_err, gender_hit = multitask_loss(gender_logit, age_pred, gender, age,
                                                        self.config)
@@ -157,7 +161,8 @@ class Trainer:
         totals = _Accumulator()
         with torch.inference_mode():
             for start in range(0, len(self.val_rows), 256):
-                images, gender, age = self._batch(self.val_rows[start:start + 256], None)
+                images, gender, age = make_batch(
+                    self.data, self.val_rows[start:start + 256], self.config, None)
                 gender_logit, age_pred = self.model(images)
                 loss, age_err, gender_hit = multitask_loss(gender_logit, age_pred, gender, age,
                                                            self.config)

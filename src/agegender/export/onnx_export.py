@@ -1,0 +1,119 @@
+"""Checkpoint → self-describing ONNX model for `OnnxBackend` (numpy + onnxruntime only).
+
+Uses the torch.export-based exporter (`dynamo=True`): the TorchScript exporter still works in
+torch 2.13 but is deprecated and slated for removal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from agegender import __version__
+from agegender.data.records import GENDER_NAMES
+from agegender.inference.backends import (
+    META_ARCHITECTURE,
+    META_FORMAT,
+    META_LABELS,
+    META_PREPROCESSING,
+    META_PRESET,
+    META_VERSION,
+    ONNX_FORMAT_VERSION,
+    ONNX_INPUT,
+    ONNX_OUTPUTS,
+)
+from agegender.training.checkpoint import load_model
+
+# 18 is the lowest opset the torch.export-based exporter emits without a version conversion;
+# onnxruntime ≥ 1.14 runs it.
+OPSET = 18
+
+
+class _Deployable(nn.Module):
+    """Wraps a model so the graph returns (age in years, P(female)): the sigmoid runs in ONNX."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gender_logit, age = self.model(image)
+        return age, torch.sigmoid(gender_logit)
+
+
+# The exporter's libraries log every optimisation pass at INFO, and torch warns once per
+# torchvision op it cannot register (our models use none): noise on the `agegender` console.
+_EXPORTER_LOG_LEVELS = {"onnxscript": logging.WARNING, "onnx_ir": logging.WARNING,
+                        "torch.onnx._internal.exporter._registration": logging.ERROR}
+
+
+@contextmanager
+def _quiet_exporter_logs() -> Iterator[None]:
+    loggers = {logging.getLogger(name): level for name, level in _EXPORTER_LOG_LEVELS.items()}
+    previous = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, level in previous.items():
+            logger.setLevel(level)
+
+
+def export_onnx(checkpoint: Path | str, output: Path | str) -> Path:
+    """Export `checkpoint` to `output` (.onnx) with its preprocessing and labels as metadata.
+
+    The graph takes `image` float32 N×C×H×W (any N ≥ 1) as `normalize` produces it and returns
+    `age` (N,) in years and `prob_female` (N,). The file is validated, then written atomically.
+    """
+    output = Path(output)
+    model, config = load_model(Path(checkpoint))
+    prep = config.preprocessing
+    # Batch 2, not 1: torch.export would specialise a size-1 dimension to a constant.
+    example = torch.zeros(2, prep.channels, prep.size, prep.size)
+    with _quiet_exporter_logs():
+        program = torch.onnx.export(
+            _Deployable(model).eval(), (example,), input_names=[ONNX_INPUT],
+            output_names=list(ONNX_OUTPUTS), opset_version=OPSET, dynamo=True, verbose=False,
+            dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1)}})
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, {
+        META_FORMAT: ONNX_FORMAT_VERSION,
+        META_VERSION: __version__,
+        META_PREPROCESSING: json.dumps(prep.to_dict()),
+        META_ARCHITECTURE: config.model.architecture,
+        META_PRESET: config.preset,
+        META_LABELS: json.dumps({"gender": list(GENDER_NAMES),
+                                 "prob_female": f"probability of {GENDER_NAMES[1]} (label 1)",
+                                 "age": "years"}),
+    })
+    onnx.checker.check_model(proto, full_check=True)
+    _write_atomically(output, proto.SerializeToString())
+    return output
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Temporary file in the same folder, then rename: a crash never leaves a truncated model.
+
+    open() rather than mkstemp, so the model gets the usual umask permissions, not 0600.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with temporary.open("xb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
