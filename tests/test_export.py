@@ -109,6 +109,22 @@ def test_grayscale_two_network_model_exports_too(tmp_path, faces):
                              .predict(gray))
 
 
+def test_transfer_model_with_per_channel_normalisation_exports_too(tmp_path):
+    prep = Preprocessing(size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    config = dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1),
+        preprocessing=prep, age_loss="dldl")
+    save_checkpoint(tmp_path / "transfer.pt", create_model(config.model, prep), config)
+    backend = OnnxBackend(export_onnx(tmp_path / "transfer.pt", tmp_path / "transfer.onnx"),
+                          threads=1)
+    assert backend.preprocessing == prep
+    faces = synthetic_faces(5, 32, seed=2).images
+    _assert_same_predictions(backend.predict(faces),
+                             TorchCheckpointBackend.from_checkpoint(tmp_path / "transfer.pt")
+                             .predict(faces))
+
+
 def test_predict_command_runs_the_onnx_model(onnx_model, tmp_path):
     rng = np.random.default_rng(0)
     images = []

@@ -73,3 +73,22 @@ def test_json_writer_produces_valid_json_even_when_empty(tmp_path):
         assert json.loads(path.read_text()) == rows
     with pytest.raises(ValueError, match="must end in"):
         ResultWriter(["file"], tmp_path / "out.txt")
+
+
+def test_per_channel_normalisation_matches_between_numpy_and_torch_layouts():
+    import torch
+
+    from agegender.preprocessing import standardize
+
+    prep = Preprocessing(size=4, mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 0.125])
+    assert prep.mean == (0.1, 0.2, 0.3)
+    assert Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict()))) == prep
+    batch = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3)).astype(np.uint8)
+    channels_last = normalize(batch, prep)
+    channels_first = standardize(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255,
+                                 prep, channels_first=True, as_array=torch.as_tensor)
+    np.testing.assert_allclose(channels_last, channels_first.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(channels_last[0, 2, 0, 0], (batch[0, 0, 0, 2] / 255 - 0.3) / 0.125,
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="3 channels"):
+        Preprocessing(mean=(0.1, 0.2))

@@ -9,8 +9,8 @@ from agegender.training import PRESETS
 def test_every_preset_builds_and_outputs_one_gender_logit_and_one_age_per_image(name):
     config = PRESETS[name]
     prep = config.preprocessing
-    model = create_model(config.model, prep).eval()
-    gender_logit, age = model(torch.rand(3, prep.channels, prep.size, prep.size))
+    model = create_model(config.model, prep, load_pretrained=False).eval()
+    gender_logit, age, *_ = model(torch.rand(3, prep.channels, prep.size, prep.size))
     assert gender_logit.shape == (3,)
     assert age.shape == (3,)
     assert (age >= 0).all(), "the age head ends in a ReLU"
@@ -34,3 +34,21 @@ def test_unknown_architecture_is_refused():
     config = PRESETS["seed-cnn"]
     with pytest.raises(ValueError, match="unknown architecture"):
         create_model(config.model.__class__(architecture="nope"), config.preprocessing)
+
+
+def test_transfer_presets_predict_an_age_distribution_whose_mean_is_the_age():
+    from agegender.models.age_distribution import NUM_AGE_BINS, expected_age
+
+    config = PRESETS["transfer-mobilenet_v2"]
+    prep = config.preprocessing
+    model = create_model(config.model, prep, load_pretrained=False).eval()
+    with torch.no_grad():
+        _, age, age_logits = model(torch.rand(2, 3, prep.size, prep.size))
+    assert age_logits.shape == (2, NUM_AGE_BINS)
+    torch.testing.assert_close(age, expected_age(age_logits))
+
+
+def test_transfer_models_refuse_grayscale_input():
+    config = PRESETS["transfer-mobilenet_v2"]
+    with pytest.raises(ValueError, match="RGB"):
+        create_model(config.model, config.preprocessing.__class__(size=32, grayscale=True))

@@ -9,7 +9,7 @@ from agegender.inference.backends import TorchCheckpointBackend, predict_in_batc
 from agegender.models import ModelConfig
 from agegender.preprocessing import Preprocessing
 from agegender.training import TrainConfig, Trainer
-from agegender.training.checkpoint import load_model, read_checkpoint
+from agegender.training.checkpoint import load_model, read_checkpoint, save_checkpoint
 from agegender.training.config import AugmentConfig
 from agegender.training.trainer import multitask_loss
 from tests.conftest import synthetic_faces
@@ -110,3 +110,36 @@ def test_config_round_trips_through_a_dict_and_rejects_bad_values():
     assert TrainConfig.from_dict(TINY.to_dict()) == TINY
     with pytest.raises(ValueError, match="age_loss"):
         TrainConfig(age_loss="huber")
+
+
+def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_weights(
+        tmp_path, monkeypatch):
+    from agegender.models import backbones
+
+    prep = Preprocessing(size=32, mean=backbones.IMAGENET_MEAN, std=backbones.IMAGENET_STD)
+    config = dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1),
+        preprocessing=prep, age_loss="dldl", epochs=2)
+    data = synthetic_faces(48, 32)
+    trainer = Trainer(config, data, tmp_path)
+    trainer.fit()
+    assert all(np.isfinite(float(row["train_loss"])) for row in _log(tmp_path))
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("reloading a checkpoint must not read backbone weights")
+
+    monkeypatch.setattr(backbones._Weights, "load", no_weights)
+    pretrained = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                       pretrained=True))
+    save_checkpoint(tmp_path / "pretrained.pt", trainer.model, pretrained)
+    model, _ = load_model(tmp_path / "pretrained.pt")
+    live = predict_in_batches(TorchCheckpointBackend(trainer.model, prep), data.images)
+    reloaded = predict_in_batches(TorchCheckpointBackend(model, prep), data.images)
+    # the live model runs channels-last, whose depthwise kernels round differently
+    np.testing.assert_allclose(live.age, reloaded.age, rtol=0, atol=1e-4)
+
+
+def test_the_dldl_loss_goes_only_with_transfer_models():
+    with pytest.raises(ValueError, match="dldl"):
+        dataclasses.replace(TINY, age_loss="dldl")

@@ -7,10 +7,14 @@ size, colour mode or normalisation than it was trained on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image
+
+Stat = float | tuple[float, ...]
+"""One value for all channels, or one per channel (RGB order), for pixels scaled to [0, 1]."""
 
 
 @dataclass(frozen=True)
@@ -19,12 +23,31 @@ class Preprocessing:
 
     size: int = 64
     grayscale: bool = False
-    mean: float = 0.5
-    std: float = 0.25
+    mean: Stat = 0.5
+    std: Stat = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, list | tuple):
+                if len(value) != self.channels:
+                    raise ValueError(f"{name} has {len(value)} values for {self.channels} channels")
+                object.__setattr__(self, name, tuple(float(v) for v in value))
 
     @property
     def channels(self) -> int:
         return 1 if self.grayscale else 3
+
+    def channel_stats(self, channels_first: bool) -> tuple[float | np.ndarray, float | np.ndarray]:
+        """Mean and std shaped to broadcast over N×C×H×W (channels_first) or N×H×W×C batches."""
+        shape = (-1, 1, 1) if channels_first else (-1,)
+
+        def shaped(value: Stat) -> float | np.ndarray:
+            if isinstance(value, tuple):
+                return np.asarray(value, dtype=np.float32).reshape(shape)
+            return float(value)
+
+        return shaped(self.mean), shaped(self.std)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,12 +73,15 @@ def resize_face(face: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def standardize(scaled, prep: Preprocessing):
-    """Pixels in [0, 1] → model input; works on numpy arrays and torch tensors alike."""
-    return (scaled - prep.mean) / prep.std
+def standardize(scaled, prep: Preprocessing, channels_first: bool = False,
+                as_array: Callable = np.asarray):
+    """Pixels in [0, 1] → model input. `as_array` converts the statistics to the batch's kind
+    (`torch.as_tensor` for tensors), so training and inference share this one formula."""
+    mean, std = (as_array(stat) for stat in prep.channel_stats(channels_first))
+    return (scaled - mean) / std
 
 
 def normalize(batch: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """uint8 N×H×W×C → float32 N×C×H×W, scaled and standardised as in training."""
     scaled = batch.astype(np.float32) / 255.0
-    return np.ascontiguousarray(standardize(scaled, prep).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(standardize(scaled, prep).transpose(0, 3, 1, 2), np.float32)

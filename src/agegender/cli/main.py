@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--epochs", type=int)
     model.add_argument("--batch-size", type=int)
     model.add_argument("--lr", type=float)
-    model.add_argument("--age-loss", choices=["mae", "mse"])
+    model.add_argument("--age-loss", choices=["mae", "mse", "dldl"])
     model.add_argument("--seed", type=int)
     run = train.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="run folder")

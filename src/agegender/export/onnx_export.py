@@ -46,7 +46,7 @@ class _Deployable(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gender_logit, age = self.model(image)
+        gender_logit, age, *_ = self.model(image)
         return age, torch.sigmoid(gender_logit)
 
 

@@ -63,7 +63,7 @@ class TorchCheckpointBackend:
 
         with torch.inference_mode():
             inputs = torch.from_numpy(normalize(faces, self.preprocessing))
-            gender_logit, age = self.model(inputs)
+            gender_logit, age, *_ = self.model(inputs)
         return FacePredictions(age=age.numpy().astype(np.float32),
                                prob_female=torch.sigmoid(gender_logit).numpy().astype(np.float32))
 

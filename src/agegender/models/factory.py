@@ -9,12 +9,16 @@ from torch import nn
 from agegender.models.seed import SeedCNN, SeparateCNNs
 from agegender.preprocessing import Preprocessing
 
-ARCHITECTURES = {"seed-cnn": SeedCNN, "seed-separate": SeparateCNNs}
+SEED_ARCHITECTURES = {"seed-cnn": SeedCNN, "seed-separate": SeparateCNNs}
+ARCHITECTURES = (*SEED_ARCHITECTURES, "transfer")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture hyper-parameters; every model outputs (gender logit, age in years)."""
+    """Architecture hyper-parameters.
+
+    Every model outputs (gender logit, age in years); a `transfer` model adds age logits.
+    """
 
     architecture: str = "seed-cnn"
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
@@ -22,18 +26,32 @@ class ModelConfig:
     dropout: float = 0.3
     batchnorm: bool = True
     initial_age: float = 33.0
+    backbone: str | None = None
+    pretrained: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def create_model(config: ModelConfig, prep: Preprocessing) -> nn.Module:
-    """Instantiate `config.architecture` for inputs shaped by `prep`."""
+def create_model(config: ModelConfig, prep: Preprocessing, load_pretrained: bool = True
+                 ) -> nn.Module:
+    """Instantiate `config.architecture` for inputs shaped by `prep`.
+
+    `load_pretrained=False` skips reading backbone weights, for models whose weights are about
+    to come from a checkpoint.
+    """
+    if config.architecture == "transfer":
+        from agegender.models.transfer import TransferModel
+
+        if prep.grayscale or not config.backbone:
+            raise ValueError("a transfer model needs a backbone and RGB input")
+        return TransferModel(config.backbone, pretrained=config.pretrained and load_pretrained,
+                             dropout=config.dropout)
     try:
-        architecture = ARCHITECTURES[config.architecture]
+        architecture = SEED_ARCHITECTURES[config.architecture]
     except KeyError:
         raise ValueError(f"unknown architecture {config.architecture!r}; "
-                         f"choose from {sorted(ARCHITECTURES)}") from None
+                         f"choose from {list(ARCHITECTURES)}") from None
     return architecture(
         in_channels=prep.channels, size=prep.size, widths=config.widths, dense=config.dense,
         dropout=config.dropout, batchnorm=config.batchnorm, initial_age=config.initial_age,

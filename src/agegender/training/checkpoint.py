@@ -62,6 +62,6 @@ def load_model(path: Path) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model from the checkpoint's own configuration, in eval mode."""
     payload = read_checkpoint(path)
     config = TrainConfig.from_dict(payload["config"])
-    model = create_model(config.model, config.preprocessing)
+    model = create_model(config.model, config.preprocessing, load_pretrained=False)
     model.load_state_dict(payload["model_state"])
     return model.eval(), config

@@ -34,6 +34,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_fraction: float = 0.1
     age_loss: str = "mae"
+    dldl_sigma: float = 2.0
     age_loss_weight: float = 1.0
     gender_loss_weight: float = 1.0
     early_stopping_patience: int = 6
@@ -41,8 +42,11 @@ class TrainConfig:
     limit: int | None = None
 
     def __post_init__(self) -> None:
-        if self.age_loss not in ("mae", "mse"):
-            raise ValueError(f"age_loss must be 'mae' or 'mse', not {self.age_loss!r}")
+        if self.age_loss not in ("mae", "mse", "dldl"):
+            raise ValueError(f"age_loss must be 'mae', 'mse' or 'dldl', not {self.age_loss!r}")
+        if (self.age_loss == "dldl") != (self.model.architecture == "transfer"):
+            raise ValueError("the 'dldl' age loss goes with (and only with) a transfer model, "
+                             "whose age head predicts a distribution")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

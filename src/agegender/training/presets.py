@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD
 from agegender.models.factory import ModelConfig
 from agegender.preprocessing import Preprocessing
 from agegender.training.config import TrainConfig
@@ -24,6 +25,23 @@ PRESETS: dict[str, TrainConfig] = {
         epochs=18,
     ),
 }
+
+
+
+def _transfer(backbone: str, size: int, mean: tuple[float, ...], std: tuple[float, ...]
+              ) -> TrainConfig:
+    """Fine-tune an ImageNet backbone with a DLDL age head (groundwork for the bundled model)."""
+    return TrainConfig(
+        preset=f"transfer-{backbone}",
+        model=ModelConfig(architecture="transfer", backbone=backbone, dropout=0.2),
+        preprocessing=Preprocessing(size=size, mean=mean, std=std),
+        epochs=20, lr=5e-4, weight_decay=1e-5, age_loss="dldl",
+    )
+
+
+PRESETS["transfer-mobilenet_v2"] = _transfer("mobilenet_v2", 112, IMAGENET_MEAN, IMAGENET_STD)
+PRESETS["transfer-efficientnet_lite0"] = _transfer("efficientnet_lite0", 112, TF_LITE_MEAN,
+                                                   TF_LITE_STD)
 
 
 def get_preset(name: str) -> TrainConfig:

@@ -19,6 +19,7 @@ from agegender.data.labelled import LabelledFaces, load_labelled_faces
 from agegender.evaluation.evaluate import evaluate_rows, summarize, write_json
 from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
+from agegender.models.age_distribution import dldl_loss
 from agegender.models.factory import create_model
 from agegender.preprocessing import standardize
 from agegender.training.augment import augment_batch
@@ -64,10 +65,13 @@ class _Accumulator:
 
 
 def multitask_loss(gender_logit: torch.Tensor, age: torch.Tensor, gender_true: torch.Tensor,
-                   age_true: torch.Tensor, config: TrainConfig
+                   age_true: torch.Tensor, config: TrainConfig,
+                   age_logits: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted BCE + age loss; samples missing a label are masked out of that task's loss.
 
+    The age loss is MAE or MSE on the predicted age, or, with `dldl`, the label-distribution
+    loss on `age_logits` plus an L1 term on their expectation.
     Returns the loss, the absolute age errors and the gender hits of the labelled samples.
     """
     has_gender = ~torch.isnan(gender_true)
@@ -76,7 +80,12 @@ def multitask_loss(gender_logit: torch.Tensor, age: torch.Tensor, gender_true: t
     if has_gender.any():
         loss = loss + config.gender_loss_weight * F.binary_cross_entropy_with_logits(
             gender_logit[has_gender], gender_true[has_gender])
-    if has_age.any():
+    if has_age.any() and config.age_loss == "dldl":
+        if age_logits is None:
+            raise ValueError("the 'dldl' age loss needs a model that outputs age logits")
+        loss = loss + config.age_loss_weight * dldl_loss(
+            age_logits[has_age], age_true[has_age], config.dldl_sigma, l1_weight=1 / AGE_SCALE)
+    elif has_age.any():
         predicted, target = age[has_age] / AGE_SCALE, age_true[has_age] / AGE_SCALE
         age_loss = F.l1_loss if config.age_loss == "mae" else F.mse_loss
         loss = loss + config.age_loss_weight * age_loss(predicted, target)
@@ -96,7 +105,8 @@ def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
     images = images.float().div_(255)
     if generator is not None:
         images = augment_batch(images, config.augment, generator)
-    images = standardize(images, config.preprocessing).contiguous(
+    images = standardize(images, config.preprocessing, channels_first=True,
+                         as_array=torch.as_tensor).contiguous(
         memory_format=torch.channels_last)
     return images, torch.from_numpy(data.gender[rows]), torch.from_numpy(data.age[rows])
 
@@ -139,9 +149,9 @@ class Trainer:
         for start in bar:
             images, gender, age = make_batch(
                 self.data, order[start:start + self.config.batch_size], self.config, generator)
-            gender_logit, age_pred = self.model(images)
-            loss, age_err, gender_hit = multitask_loss(gender_logit, age_pred, gender, age,
-                                                       self.config)
+            gender_logit, age_pred, *age_logits = self.model(images)
+            loss, age_err, gender_hit = multitask_loss(
+                gender_logit, age_pred, gender, age, self.config, *age_logits)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -163,9 +173,9 @@ class Trainer:
             for start in range(0, len(self.val_rows), 256):
                 images, gender, age = make_batch(
                     self.data, self.val_rows[start:start + 256], self.config, None)
-                gender_logit, age_pred = self.model(images)
-                loss, age_err, gender_hit = multitask_loss(gender_logit, age_pred, gender, age,
-                                                           self.config)
+                gender_logit, age_pred, *age_logits = self.model(images)
+                loss, age_err, gender_hit = multitask_loss(
+                    gender_logit, age_pred, gender, age, self.config, *age_logits)
                 totals.add(loss.item(), age_err, gender_hit)
         return totals.stats()
 

@@ -1,0 +1,29 @@
+"""Transfer learning: a pretrained backbone with a gender logit and an age distribution head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from agegender.models.age_distribution import NUM_AGE_BINS, expected_age
+from agegender.models.backbones import create_backbone
+
+
+class TransferModel(nn.Module):
+    """Backbone features → dropout → gender logit, and logits over ages 0..100 (DLDL).
+
+    Returns (gender logit, expected age, age logits): the first two follow the contract every
+    model keeps; the logits feed the label-distribution loss and the age interval.
+    """
+
+    def __init__(self, backbone: str, pretrained: bool, dropout: float):
+        super().__init__()
+        self.backbone, features = create_backbone(backbone, pretrained=pretrained)
+        self.dropout = nn.Dropout(dropout)
+        self.gender_head = nn.Linear(features, 1)
+        self.age_head = nn.Linear(features, NUM_AGE_BINS)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.dropout(self.backbone(images))
+        age_logits = self.age_head(features)
+        return self.gender_head(features).squeeze(1), expected_age(age_logits), age_logits
