@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
+from agegender.atomic import write_json_atomic
 from agegender.data.labelled import LabelledFaces, load_labelled_faces
 from agegender.evaluation.report import EvalPredictions, write_report
 from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
@@ -37,13 +36,6 @@ def summarize(metrics: dict, split: str) -> dict:
             "gender_auc": gender.get("roc_auc"), **metrics}
 
 
-def write_json(path: Path, values: dict) -> None:
-    """Atomic write: readers never see a half-written file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(values, indent=2))
-    os.replace(temporary, path)
-
-
 def evaluate_model(data_path: Path, model_path: Path, report_dir: Path, split: str = "test",
                    split_file: Path | None = None, limit: int | None = None, seed: int = 0,
                    cache_dir: Path | None = None) -> dict:
@@ -55,5 +47,5 @@ def evaluate_model(data_path: Path, model_path: Path, report_dir: Path, split: s
     if len(rows) == 0:
         raise ValueError(f"{data_path}: the {split!r} split is empty")
     summary = summarize(evaluate_rows(backend, data, rows, report_dir), split=split)
-    write_json(report_dir / "metrics.json", summary)
+    write_json_atomic(report_dir / "metrics.json", summary)
     return summary

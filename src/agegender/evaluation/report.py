@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from agegender.atomic import write_json_atomic
 from agegender.data.records import FEMALE, GENDER_NAMES, RACE_NAMES
 from agegender.evaluation.metrics import GENDER_THRESHOLD, age_metrics, breakdown, gender_metrics
 from agegender.evaluation.plots import (
@@ -78,7 +77,7 @@ def write_report(
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = compute_report_metrics(predictions)
-    _write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(out / "metrics.json", metrics)
 
     all_rows = np.arange(len(predictions.sources))
     _write_prediction_rows(out / "predictions.csv", predictions, all_rows)
@@ -161,15 +160,3 @@ def _write_prediction_rows(path: Path, predictions: EvalPredictions, rows: np.nd
 def _cell(value: float) -> str:
     """Empty for a missing value, else compact (labels as "1", ages as "34.5")."""
     return "" if math.isnan(value) else f"{value:.6g}"
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    """Write via a temp file + os.replace so readers never see a half-written metrics.json."""
-    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

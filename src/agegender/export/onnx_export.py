@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from agegender import __version__
+from agegender.atomic import write_bytes_atomic
 from agegender.data.records import GENDER_NAMES
 from agegender.inference.backends import (
     META_ARCHITECTURE,
@@ -97,23 +96,5 @@ def export_onnx(checkpoint: Path | str, output: Path | str) -> Path:
                                  "age": "years"}),
     })
     onnx.checker.check_model(proto, full_check=True)
-    _write_atomically(output, proto.SerializeToString())
+    write_bytes_atomic(output, proto.SerializeToString())
     return output
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, then rename: a crash never leaves a truncated model.
-
-    open() rather than mkstemp, so the model gets the usual umask permissions, not 0600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with temporary.open("xb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

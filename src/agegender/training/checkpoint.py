@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 import yaml
 from torch import nn
 
+from agegender.atomic import write_bytes_atomic
 from agegender.data.records import GENDER_NAMES
 from agegender.models.factory import create_model
 from agegender.training.config import TrainConfig
@@ -28,17 +28,9 @@ def save_checkpoint(path: Path, model: nn.Module, config: TrainConfig, **state: 
                    "age_output": "years"},
         **state,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_config(path: Path, config: TrainConfig) -> None:

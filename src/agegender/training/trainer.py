@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agegender.atomic import write_json_atomic
 from agegender.data.labelled import LabelledFaces, load_labelled_faces
-from agegender.evaluation.evaluate import evaluate_rows, summarize, write_json
+from agegender.evaluation.evaluate import evaluate_rows, summarize
 from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
 from agegender.models.age_distribution import dldl_loss
@@ -295,7 +296,7 @@ def train(config: TrainConfig, data_path: Path, out_dir: Path, resume: bool = Fa
     if metrics:
         metrics["timing"] = {"data_seconds": round(data_seconds, 1),
                              "epoch_seconds": _epoch_seconds(out_dir / "log.csv")}
-        write_json(out_dir / "metrics.json", metrics)
+        write_json_atomic(out_dir / "metrics.json", metrics)
     return metrics
 
 
