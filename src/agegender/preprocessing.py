@@ -25,6 +25,8 @@ class Preprocessing:
     grayscale: bool = False
     mean: Stat = 0.5
     std: Stat = 0.25
+    align: bool = False
+    """Map the face's 5 detected points onto `faces.align.CANONICAL_TEMPLATE` before resizing."""
 
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
@@ -54,7 +56,7 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, values: dict) -> Preprocessing:
-        return cls(**{k: values[k] for k in ("size", "grayscale", "mean", "std") if k in values})
+        return cls(**{k: values[k] for k in ("size", "grayscale", "mean", "std", "align") if k in values})
 
 
 def resize_face(face: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -21,11 +21,15 @@ from tqdm import tqdm
 
 from agegender.data.base import FaceSource
 from agegender.imageio import ImageReadError
-from agegender.preprocessing import Preprocessing, resize_face
+from agegender.faces.canonical import crop_of_face_image
+from agegender.faces.detector import FaceDetector
+from agegender.preprocessing import Preprocessing
 
 log = logging.getLogger("agegender")
 
 CACHE_FORMAT_VERSION = 1
+ALIGNMENT_VERSION = 1
+"""Bump when the template or the detector changes; part of the key of aligned caches."""
 """Bump when the stored layout or the resize step changes, so old caches are not reused."""
 
 
@@ -56,6 +60,8 @@ def cache_key(source: FaceSource, indices: Sequence[int], prep: Preprocessing) -
     """sha256 identifying the data, the preprocessing that shapes the pixels, and the selection."""
     identity = [CACHE_FORMAT_VERSION, source.fingerprint, prep.size, prep.grayscale,
                 [source.records[index].source for index in indices]]
+    if prep.align:
+        identity.append(["aligned", ALIGNMENT_VERSION])
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
 
@@ -94,14 +100,17 @@ def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: t
     try:
         images = np.lib.format.open_memmap(temporary_images, mode="w+", dtype=np.uint8,
                                            shape=shape)
+        detector = FaceDetector() if prep.align else None
+        unaligned = 0
         decoded = source.iter_images(rows_by_index)
         for index, face in tqdm(decoded, total=len(rows_by_index), desc="caching faces",
                                 unit="img", disable=not progress):
-            for row in rows_by_index[index]:
-                if isinstance(face, ImageReadError):
-                    errors[row] = face.reason
-                else:
-                    images[row] = resize_face(face, prep)
+            if isinstance(face, ImageReadError):
+                errors.update((row, face.reason) for row in rows_by_index[index])
+                continue
+            crop, detection = crop_of_face_image(face, prep, detector)
+            unaligned += detector is not None and detection is None
+            images[rows_by_index[index]] = crop
         images.flush()
         del images  # unmap before the rename
         temporary_errors.write_text(json.dumps(errors))
@@ -111,6 +120,9 @@ def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: t
         temporary_images.unlink(missing_ok=True)
         temporary_errors.unlink(missing_ok=True)
         raise
+    if unaligned:
+        log.warning("no face detected in %d of %d images; they were resized whole", unaligned,
+                    len(rows_by_index))
     log.info("cached %d faces (%d unreadable) in %.1fs at %s", len(indices), len(errors),
              time.perf_counter() - started, images_path)
 

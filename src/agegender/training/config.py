@@ -38,6 +38,10 @@ class TrainConfig:
     age_loss_weight: float = 1.0
     gender_loss_weight: float = 1.0
     early_stopping_patience: int = 6
+    freeze_backbone_epochs: int = 0
+    """Staged fine-tuning: a pretrained backbone stays frozen for this many first epochs."""
+    backbone_lr_scale: float = 1.0
+    """Discriminative learning rate: the backbone trains at `lr * backbone_lr_scale`."""
     seed: int = 0
     limit: int | None = None
 

@@ -27,15 +27,15 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-
 def _transfer(backbone: str, size: int, mean: tuple[float, ...], std: tuple[float, ...]
               ) -> TrainConfig:
     """Fine-tune an ImageNet backbone with a DLDL age head (groundwork for the bundled model)."""
     return TrainConfig(
         preset=f"transfer-{backbone}",
         model=ModelConfig(architecture="transfer", backbone=backbone, dropout=0.2),
-        preprocessing=Preprocessing(size=size, mean=mean, std=std),
-        epochs=20, lr=5e-4, weight_decay=1e-5, age_loss="dldl",
+        preprocessing=Preprocessing(size=size, mean=mean, std=std, align=True),
+        epochs=15, lr=1e-3, backbone_lr_scale=0.5, freeze_backbone_epochs=1, weight_decay=1e-5,
+        age_loss="dldl",
     )
 
 

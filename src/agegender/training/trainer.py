@@ -112,6 +112,17 @@ def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
     return images, torch.from_numpy(data.gender[rows]), torch.from_numpy(data.age[rows])
 
 
+def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """Adam parameter groups: a pretrained backbone (when the model has one) at its own rate."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        return [{"params": list(model.parameters()), "lr": config.lr}]
+    backbone_ids = {id(parameter) for parameter in backbone.parameters()}
+    heads = [parameter for parameter in model.parameters() if id(parameter) not in backbone_ids]
+    return [{"params": list(backbone.parameters()), "lr": config.lr * config.backbone_lr_scale},
+            {"params": heads, "lr": config.lr}]
+
+
 class Trainer:
     """Owns one run directory: checkpoints, config, log, curves and final test metrics."""
 
@@ -126,12 +137,12 @@ class Trainer:
             raise ValueError("the training split is empty")
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, self.prep).to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
-                                          weight_decay=config.weight_decay)
+        groups = _parameter_groups(self.model, config)
+        self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=config.lr, total_steps=config.epochs * self.steps_per_epoch,
-            pct_start=config.warmup_fraction)
+            self.optimizer, max_lr=[group["lr"] for group in groups],
+            total_steps=config.epochs * self.steps_per_epoch, pct_start=config.warmup_fraction)
         self.epoch = 0
         self.best_val_loss = math.inf
         self.epochs_without_improvement = 0
@@ -144,6 +155,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         order = np.random.default_rng(seed).permutation(self.train_rows)
         self.model.train()
+        backbone = getattr(self.model, "backbone", None)
+        if backbone is not None:
+            backbone.requires_grad_(self.epoch >= self.config.freeze_backbone_epochs)
         totals = _Accumulator()
         bar = tqdm(range(0, len(order), self.config.batch_size), desc=f"epoch {self.epoch + 1}"
                    f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
@@ -189,7 +203,7 @@ class Trainer:
                          self.epochs_without_improvement)
                 break
             started = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = self.optimizer.param_groups[-1]["lr"]
             train = self._train_epoch()
             val = self._validate()
             self.epoch += 1

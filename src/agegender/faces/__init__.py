@@ -1,0 +1,1 @@
+"""Face analysis: detection and alignment to the canonical crop."""

