@@ -25,6 +25,7 @@ from agegender.inference.backends import (
     predict_in_batches,
 )
 from agegender.models import ModelConfig, create_model
+from agegender.models.deploy import Calibration
 from agegender.preprocessing import Preprocessing
 from agegender.training import Trainer
 from agegender.training.checkpoint import load_model, save_checkpoint
@@ -54,7 +55,9 @@ def faces() -> np.ndarray:
 
 
 def _assert_same_predictions(onnx_out, torch_out) -> None:
-    np.testing.assert_allclose(onnx_out.age, torch_out.age, rtol=0, atol=1e-4)
+    for name in ("age", "age_low", "age_high"):
+        np.testing.assert_allclose(getattr(onnx_out, name), getattr(torch_out, name),
+                                   rtol=0, atol=1e-4)
     np.testing.assert_allclose(onnx_out.prob_female, torch_out.prob_female, rtol=0, atol=1e-5)
 
 
@@ -92,7 +95,7 @@ def test_metadata_round_trips_and_the_graph_is_as_documented(checkpoint, onnx_mo
     assert image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     dims = [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim]
     assert isinstance(dims[0], str) and dims[1:] == [3, 16, 16]
-    assert [o.name for o in model.graph.output] == ["age", "prob_female"]
+    assert [o.name for o in model.graph.output] == ["age", "age_low", "age_high", "prob_female"]
     assert [p.name for p in onnx_model.parent.iterdir()] == ["model.onnx"]  # no temp file left
 
 
@@ -120,9 +123,33 @@ def test_transfer_model_with_per_channel_normalisation_exports_too(tmp_path):
                           threads=1)
     assert backend.preprocessing == prep
     faces = synthetic_faces(5, 32, seed=2).images
-    _assert_same_predictions(backend.predict(faces),
-                             TorchCheckpointBackend.from_checkpoint(tmp_path / "transfer.pt")
-                             .predict(faces))
+    onnx_out = backend.predict(faces)
+    _assert_same_predictions(onnx_out, TorchCheckpointBackend.from_checkpoint(
+        tmp_path / "transfer.pt").predict(faces))
+    assert np.all((onnx_out.age_low <= onnx_out.age) & (onnx_out.age <= onnx_out.age_high))
+
+
+def test_calibration_and_flip_averaging_are_inside_the_exported_graph(tmp_path):
+    prep = Preprocessing(size=32)
+    config = dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1), preprocessing=prep,
+        age_loss="dldl")
+    model = create_model(config.model, prep)
+    calibration = Calibration(gender_temperature=2.0, age_temperature=1.5, flip=True)
+    save_checkpoint(tmp_path / "plain.pt", model, config)
+    save_checkpoint(tmp_path / "calibrated.pt", model, config, calibration=calibration.to_dict())
+    faces = synthetic_faces(6, 32, seed=3).images
+    plain = TorchCheckpointBackend.from_checkpoint(tmp_path / "plain.pt").predict(faces)
+    torch_out = TorchCheckpointBackend.from_checkpoint(tmp_path / "calibrated.pt").predict(faces)
+    onnx_out = OnnxBackend(export_onnx(tmp_path / "calibrated.pt", tmp_path / "c.onnx"),
+                           threads=1).predict(faces)
+    _assert_same_predictions(onnx_out, torch_out)
+    mirrored = TorchCheckpointBackend.from_checkpoint(tmp_path / "plain.pt").predict(
+        np.ascontiguousarray(faces[:, :, ::-1]))
+    logit = (np.log(plain.prob_female / (1 - plain.prob_female))
+             + np.log(mirrored.prob_female / (1 - mirrored.prob_female))) / 2
+    np.testing.assert_allclose(torch_out.prob_female, 1 / (1 + np.exp(-logit / 2.0)), atol=1e-4)
 
 
 def test_predict_command_runs_the_onnx_model(onnx_model, tmp_path):
@@ -206,8 +233,8 @@ def test_onnx_inference_never_imports_torch(onnx_model):
         "import sys\n"
         "import numpy as np\n"
         "from agegender.inference import Predictor\n"
-        "faces = [np.zeros((30, 20, 3), np.uint8)] * 2\n"
-        "assert len(Predictor(sys.argv[1]).predict_faces(faces)) == 2\n"
+        "rows = Predictor(sys.argv[1]).predict_image(np.zeros((30, 20, 3), np.uint8))\n"
+        "assert len(rows) == 1 and rows[0].error is None, rows\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

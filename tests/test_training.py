@@ -7,9 +7,21 @@ import torch
 
 from agegender.inference.backends import TorchCheckpointBackend, predict_in_batches
 from agegender.models import ModelConfig
+from agegender.models.age_distribution import age_interval
+from agegender.models.deploy import Calibration, DeployedModel
 from agegender.preprocessing import Preprocessing
 from agegender.training import TrainConfig, Trainer
-from agegender.training.checkpoint import load_model, read_checkpoint, save_checkpoint
+from agegender.training.calibrate import (
+    calibrate_checkpoint,
+    fit_age_temperature,
+    fit_gender_temperature,
+)
+from agegender.training.checkpoint import (
+    load_deployed,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from agegender.training.config import AugmentConfig
 from agegender.training.trainer import multitask_loss
 from tests.conftest import synthetic_faces
@@ -44,9 +56,10 @@ def test_checkpoint_reloads_to_identical_predictions(tmp_path):
     trainer.fit()
     model, config = load_model(tmp_path / "last.pt")
     assert config == trainer.config
-    live = predict_in_batches(TorchCheckpointBackend(trainer.model, config.preprocessing),
+    prep = config.preprocessing
+    live = predict_in_batches(TorchCheckpointBackend(DeployedModel(trainer.model), prep),
                               data.images)
-    reloaded = predict_in_batches(TorchCheckpointBackend(model, config.preprocessing),
+    reloaded = predict_in_batches(TorchCheckpointBackend(DeployedModel(model), prep),
                                   data.images)
     np.testing.assert_array_equal(live.age, reloaded.age)
     np.testing.assert_array_equal(live.prob_female, reloaded.prob_female)
@@ -134,8 +147,10 @@ def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_w
                                                                        pretrained=True))
     save_checkpoint(tmp_path / "pretrained.pt", trainer.model, pretrained)
     model, _ = load_model(tmp_path / "pretrained.pt")
-    live = predict_in_batches(TorchCheckpointBackend(trainer.model, prep), data.images)
-    reloaded = predict_in_batches(TorchCheckpointBackend(model, prep), data.images)
+    live = predict_in_batches(TorchCheckpointBackend(DeployedModel(trainer.model), prep),
+                              data.images)
+    reloaded = predict_in_batches(TorchCheckpointBackend(DeployedModel(model), prep),
+                                  data.images)
     # the live model runs channels-last, whose depthwise kernels round differently
     np.testing.assert_allclose(live.age, reloaded.age, rtol=0, atol=1e-4)
 
@@ -143,3 +158,42 @@ def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_w
 def test_the_dldl_loss_goes_only_with_transfer_models():
     with pytest.raises(ValueError, match="dldl"):
         dataclasses.replace(TINY, age_loss="dldl")
+
+
+def test_gender_temperature_undoes_overconfidence():
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(0, 2, 20_000)
+    female = (rng.uniform(size=true_logit.size) < 1 / (1 + np.exp(-true_logit))).astype(float)
+    assert fit_gender_temperature(3 * true_logit, female) == pytest.approx(3, rel=0.1)
+    assert fit_gender_temperature(true_logit, female) == pytest.approx(1, rel=0.1)
+
+
+def test_age_temperature_brings_interval_coverage_to_the_target():
+    rng = np.random.default_rng(0)
+    age = rng.uniform(10, 80, 3000)
+    predicted = age + rng.normal(0, 6, age.size)  # errors of 6 years, distributions of 2
+    logits = -0.5 * ((torch.arange(101) - torch.tensor(predicted)[:, None]) / 2.0) ** 2
+    def coverage(temperature: float) -> float:
+        low, high = age_interval(logits / temperature, 0.8)
+        return float(np.mean((low.numpy() <= age) & (age <= high.numpy())))
+    assert coverage(1.0) < 0.4
+    temperature = fit_age_temperature(logits, age)
+    assert temperature > 1 and coverage(temperature) == pytest.approx(0.8, abs=0.02)
+
+
+def test_training_calibrates_the_best_checkpoint_on_validation_data(tmp_path):
+    prep = Preprocessing(size=32)
+    config = dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1),
+        preprocessing=prep, age_loss="dldl", epochs=1)
+    data = synthetic_faces(64, 32)
+    Trainer(config, data, tmp_path).fit()
+    calibration = calibrate_checkpoint(tmp_path / "best.pt", data)
+    payload = read_checkpoint(tmp_path / "best.pt")
+    assert Calibration.from_dict(payload["calibration"]) == calibration
+    assert payload["calibration_figures"]["n_val"] == len(data.rows("val"))
+    assert calibration.flip == (payload["calibration_figures"]["val_mae_flip_true"]
+                                < payload["calibration_figures"]["val_mae_flip_false"])
+    deployed, _ = load_deployed(tmp_path / "best.pt")
+    assert deployed.calibration == calibration

@@ -56,7 +56,8 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, values: dict) -> Preprocessing:
-        return cls(**{k: values[k] for k in ("size", "grayscale", "mean", "std", "align") if k in values})
+        names = ("size", "grayscale", "mean", "std", "align")
+        return cls(**{name: values[name] for name in names if name in values})
 
 
 def resize_face(face: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""`agegender` command line: train, evaluate, predict, export.
+"""`agegender` command line: train, calibrate, evaluate, predict, export.
 
 Thin: parsing here, work in the packages.
 """
@@ -45,16 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="run folder")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
 
+    calibrate = commands.add_parser(
+        "calibrate", help="fit flip averaging, gender and age-interval calibration on the "
+                          "validation split and store them in the checkpoint (train does this)")
+    _add_data_arguments(calibrate)
+    calibrate.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+
     evaluate = commands.add_parser("evaluate", help="metrics and plots of a model on a split")
     _add_data_arguments(evaluate)
     evaluate.add_argument("--model", type=Path, required=True, help="checkpoint (.pt) or .onnx")
     evaluate.add_argument("--report", type=Path, required=True, help="report folder")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
 
-    predict = commands.add_parser("predict", help="age and gender of face images")
+    predict = commands.add_parser("predict", help="age and gender of the faces in images")
     predict.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
-    predict.add_argument("--model", type=Path, required=True,
-                         help="checkpoint (.pt) or exported model (.onnx, needs no torch)")
+    predict.add_argument("--model", type=Path,
+                         help="checkpoint (.pt) or exported model (.onnx, needs no torch); "
+                              "default: the bundled model")
     predict.add_argument("--output", type=Path,
                          help=".csv, .json or .jsonl (default: CSV to stdout)")
     predict.add_argument("--batch-size", type=int, default=32)
@@ -86,6 +93,18 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from agegender.data.labelled import load_labelled_faces
+    from agegender.training.calibrate import calibrate_checkpoint
+    from agegender.training.checkpoint import load_model
+
+    _, config = load_model(args.model)
+    data = load_labelled_faces(args.data, config.preprocessing, split_file=args.split_file,
+                               limit=args.limit, seed=config.seed, cache_dir=args.cache_dir)
+    print(calibrate_checkpoint(args.model, data))
+    return EXIT_OK
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from agegender.evaluation.evaluate import evaluate_model
 
@@ -102,20 +121,24 @@ def _predict(args: argparse.Namespace) -> int:
     from agegender.inference import RESULT_COLUMNS, FaceResult, Predictor
     from agegender.inference.inputs import expand_inputs
     from agegender.inference.output import ResultWriter
+    from agegender.inference.predictor import NO_FACE
 
     paths, missing = expand_inputs(args.paths)
     predictor = Predictor(args.model, batch_size=args.batch_size)
-    failed = 0
+    failed = faces = without_face = 0
     with ResultWriter(RESULT_COLUMNS, args.output) as writer:
         for argument, reason in missing:
             writer.write(FaceResult(file=argument, error=reason).to_dict())
             failed += 1
-        rows = predictor.predict_paths(paths)
-        for row in tqdm(rows, total=len(paths), unit="image", disable=len(paths) < 20):
+        progress = tqdm(paths, unit="image", disable=len(paths) < 20)
+        for row in predictor.predict_paths(progress):
             writer.write(row.to_dict())
-            failed += row.error is not None
+            faces += row.error is None
+            without_face += row.error == NO_FACE
+            failed += row.error not in (None, NO_FACE)
     for_log = f" to {args.output}" if args.output else ""
-    log.info("%d images%s, %d failed", len(paths) + len(missing), for_log, failed)
+    log.info("%d images%s: %d faces, %d images without a face, %d failed",
+             len(paths) + len(missing), for_log, faces, without_face, failed)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -137,7 +160,8 @@ def _headline(metrics: dict, where: str) -> str:
             f"F1 {fmt('gender_f1', 4)}  AUC {fmt('gender_auc', 4)}  → {where}")
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}
+COMMANDS = {"train": _train, "calibrate": _calibrate, "evaluate": _evaluate, "predict": _predict,
+            "export": _export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from agegender.data.base import FaceSource
-from agegender.imageio import ImageReadError
 from agegender.faces.canonical import crop_of_face_image
 from agegender.faces.detector import FaceDetector
+from agegender.imageio import ImageReadError
 from agegender.preprocessing import Preprocessing
 
 log = logging.getLogger("agegender")

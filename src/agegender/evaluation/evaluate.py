@@ -21,10 +21,13 @@ def evaluate_rows(backend: ModelBackend, data: LabelledFaces, rows: np.ndarray,
     rows = np.sort(rows)
     images = np.asarray(data.images[rows])
     predicted = predict_in_batches(backend, images)
+    has_interval = bool(np.isfinite(predicted.age_low).all())
     return write_report(EvalPredictions(
         sources=[data.sources[i] for i in rows], age_true=data.age[rows],
         age_pred=predicted.age, gender_true=data.gender[rows],
-        prob_female=predicted.prob_female, race=data.race[rows], images=images), report_dir)
+        prob_female=predicted.prob_female, race=data.race[rows],
+        age_low=predicted.age_low if has_interval else None,
+        age_high=predicted.age_high if has_interval else None, images=images), report_dir)
 
 
 def summarize(metrics: dict, split: str) -> dict:
@@ -32,7 +35,9 @@ def summarize(metrics: dict, split: str) -> dict:
     age, gender = metrics.get("age", {}), metrics.get("gender", {})
     return {"split": split, "n_images": metrics.get("n_images"), "mae": age.get("mae"),
             "rmse": age.get("rmse"), "cs5": age.get("cs5"),
-            "gender_acc": gender.get("accuracy"), "gender_f1": gender.get("macro_f1"),
+            "interval_coverage": age.get("interval_coverage"),
+            "gender_acc": gender.get("accuracy"), "gender_ece": gender.get("ece"),
+            "gender_f1": gender.get("macro_f1"),
             "gender_auc": gender.get("roc_auc"), **metrics}
 
 

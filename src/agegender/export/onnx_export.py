@@ -14,7 +14,6 @@ from pathlib import Path
 
 import onnx
 import torch
-from torch import nn
 
 from agegender import __version__
 from agegender.atomic import write_bytes_atomic
@@ -30,23 +29,11 @@ from agegender.inference.backends import (
     ONNX_INPUT,
     ONNX_OUTPUTS,
 )
-from agegender.training.checkpoint import load_model
+from agegender.training.checkpoint import load_deployed
 
 # 18 is the lowest opset the torch.export-based exporter emits without a version conversion;
 # onnxruntime ≥ 1.14 runs it.
 OPSET = 18
-
-
-class _Deployable(nn.Module):
-    """Wraps a model so the graph returns (age in years, P(female)): the sigmoid runs in ONNX."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gender_logit, age, *_ = self.model(image)
-        return age, torch.sigmoid(gender_logit)
 
 
 # The exporter's libraries log every optimisation pass at INFO, and torch warns once per
@@ -72,16 +59,18 @@ def export_onnx(checkpoint: Path | str, output: Path | str) -> Path:
     """Export `checkpoint` to `output` (.onnx) with its preprocessing and labels as metadata.
 
     The graph takes `image` float32 N×C×H×W (any N ≥ 1) as `normalize` produces it and returns
-    `age` (N,) in years and `prob_female` (N,). The file is validated, then written atomically.
+    `age`, `age_low`, `age_high` (N,) in years and `prob_female` (N,): the checkpoint's
+    `DeployedModel`, with its calibration and flip averaging inside the graph.
+    The file is validated, then written atomically.
     """
     output = Path(output)
-    model, config = load_model(Path(checkpoint))
+    deployed, config = load_deployed(Path(checkpoint))
     prep = config.preprocessing
     # Batch 2, not 1: torch.export would specialise a size-1 dimension to a constant.
     example = torch.zeros(2, prep.channels, prep.size, prep.size)
     with _quiet_exporter_logs():
         program = torch.onnx.export(
-            _Deployable(model).eval(), (example,), input_names=[ONNX_INPUT],
+            deployed, (example,), input_names=[ONNX_INPUT],
             output_names=list(ONNX_OUTPUTS), opset_version=OPSET, dynamo=True, verbose=False,
             dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1)}})
     proto = program.model_proto
@@ -93,7 +82,8 @@ def export_onnx(checkpoint: Path | str, output: Path | str) -> Path:
         META_PRESET: config.preset,
         META_LABELS: json.dumps({"gender": list(GENDER_NAMES),
                                  "prob_female": f"probability of {GENDER_NAMES[1]} (label 1)",
-                                 "age": "years"}),
+                                 "age": "years",
+                                 "age_low/age_high": "80 % interval in years (NaN: none)"}),
     })
     onnx.checker.check_model(proto, full_check=True)
     write_bytes_atomic(output, proto.SerializeToString())

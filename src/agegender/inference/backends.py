@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -18,8 +18,8 @@ from agegender.preprocessing import Preprocessing, normalize
 
 # The contract between `agegender export` and OnnxBackend: graph names and metadata_props keys.
 ONNX_INPUT = "image"
-ONNX_OUTPUTS = ("age", "prob_female")
-ONNX_FORMAT_VERSION = "1"
+ONNX_OUTPUTS = ("age", "age_low", "age_high", "prob_female")
+ONNX_FORMAT_VERSION = "2"
 META_FORMAT = "agegender.format_version"
 META_VERSION = "agegender.version"
 META_PREPROCESSING = "agegender.preprocessing"  # Preprocessing.to_dict() as JSON
@@ -30,9 +30,14 @@ META_LABELS = "agegender.labels"  # JSON: gender names by label, meaning of each
 
 @dataclass
 class FacePredictions:
-    """Per-face outputs of a model, aligned with the input batch."""
+    """Per-face outputs of a model, aligned with the input batch.
+
+    `age_low`..`age_high` is the 80 % interval; NaN for models that predict a single age.
+    """
 
     age: np.ndarray
+    age_low: np.ndarray
+    age_high: np.ndarray
     prob_female: np.ndarray
 
 
@@ -45,27 +50,29 @@ class ModelBackend(Protocol):
 
 
 class TorchCheckpointBackend:
-    """Runs a training checkpoint with PyTorch (needs the `train` extra)."""
+    """Runs a training checkpoint with PyTorch (needs the `train` extra).
 
-    def __init__(self, model, preprocessing: Preprocessing):
-        self.model = model.eval()
+    `deployed` is a `models.deploy.DeployedModel`: the same wrapper `agegender export` puts in
+    the ONNX graph, so both backends give the same numbers.
+    """
+
+    def __init__(self, deployed, preprocessing: Preprocessing):
+        self.model = deployed.eval()
         self.preprocessing = preprocessing
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> TorchCheckpointBackend:
-        from agegender.training.checkpoint import load_model
+        from agegender.training.checkpoint import load_deployed
 
-        model, config = load_model(path)
-        return cls(model, config.preprocessing)
+        deployed, config = load_deployed(path)
+        return cls(deployed, config.preprocessing)
 
     def predict(self, faces: np.ndarray) -> FacePredictions:
         import torch
 
         with torch.inference_mode():
-            inputs = torch.from_numpy(normalize(faces, self.preprocessing))
-            gender_logit, age, *_ = self.model(inputs)
-        return FacePredictions(age=age.numpy().astype(np.float32),
-                               prob_female=torch.sigmoid(gender_logit).numpy().astype(np.float32))
+            outputs = self.model(torch.from_numpy(normalize(faces, self.preprocessing)))
+        return FacePredictions(*(output.numpy().astype(np.float32) for output in outputs))
 
 
 class OnnxBackend:
@@ -104,10 +111,8 @@ class OnnxBackend:
         if faces.shape[1:] != (prep.size, prep.size, prep.channels):
             raise ValueError(f"faces must be N×{prep.size}×{prep.size}×{prep.channels} uint8, "
                              f"got shape {faces.shape}")
-        age, prob_female = self.session.run(list(ONNX_OUTPUTS),
-                                            {ONNX_INPUT: normalize(faces, prep)})
-        return FacePredictions(age=age.astype(np.float32),
-                               prob_female=prob_female.astype(np.float32))
+        outputs = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: normalize(faces, prep)})
+        return FacePredictions(*(output.astype(np.float32) for output in outputs))
 
 
 def _available_cores() -> int:
@@ -133,11 +138,9 @@ def load_backend(path: Path | str) -> ModelBackend:
 def predict_in_batches(backend: ModelBackend, faces: np.ndarray,
                        batch_size: int = 256) -> FacePredictions:
     """Run `backend` over many faces without holding all float inputs in memory at once."""
-    ages, probs = [], []
-    for start in range(0, len(faces), batch_size):
-        batch = backend.predict(np.asarray(faces[start:start + batch_size]))
-        ages.append(batch.age)
-        probs.append(batch.prob_female)
-    if not ages:
-        return FacePredictions(np.zeros(0, np.float32), np.zeros(0, np.float32))
-    return FacePredictions(np.concatenate(ages), np.concatenate(probs))
+    batches = [backend.predict(np.asarray(faces[start:start + batch_size]))
+               for start in range(0, len(faces), batch_size)]
+    columns = [field.name for field in fields(FacePredictions)]
+    return FacePredictions(**{
+        name: np.concatenate([getattr(batch, name) for batch in batches])
+        if batches else np.zeros(0, np.float32) for name in columns})

@@ -12,6 +12,7 @@ from torch import nn
 
 from agegender.atomic import write_bytes_atomic
 from agegender.data.records import GENDER_NAMES
+from agegender.models.deploy import Calibration, DeployedModel
 from agegender.models.factory import create_model
 from agegender.training.config import TrainConfig
 
@@ -28,9 +29,13 @@ def save_checkpoint(path: Path, model: nn.Module, config: TrainConfig, **state: 
                    "age_output": "years"},
         **state,
     }
+    write_bytes_atomic(path, serialize_checkpoint(payload))
+
+
+def serialize_checkpoint(payload: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def write_config(path: Path, config: TrainConfig) -> None:
@@ -52,7 +57,17 @@ def read_checkpoint(path: Path) -> dict:
 
 def load_model(path: Path) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model from the checkpoint's own configuration, in eval mode."""
+    return _build_model(read_checkpoint(path))
+
+
+def load_deployed(path: Path) -> tuple[DeployedModel, TrainConfig]:
+    """The model wrapped with the calibration stored in the checkpoint (if it was calibrated)."""
     payload = read_checkpoint(path)
+    model, config = _build_model(payload)
+    return DeployedModel(model, Calibration.from_dict(payload.get("calibration"))).eval(), config
+
+
+def _build_model(payload: dict) -> tuple[nn.Module, TrainConfig]:
     config = TrainConfig.from_dict(payload["config"])
     model = create_model(config.model, config.preprocessing, load_pretrained=False)
     model.load_state_dict(payload["model_state"])

@@ -22,8 +22,8 @@ from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
 from agegender.models.age_distribution import dldl_loss
 from agegender.models.factory import create_model
-from agegender.preprocessing import standardize
-from agegender.training.augment import augment_batch
+from agegender.training.batches import make_batch
+from agegender.training.calibrate import calibrate_checkpoint
 from agegender.training.checkpoint import read_checkpoint, save_checkpoint, write_config
 from agegender.training.config import TrainConfig
 
@@ -93,23 +93,6 @@ def multitask_loss(gender_logit: torch.Tensor, age: torch.Tensor, gender_true: t
     age_err = (age[has_age] - age_true[has_age]).detach().abs()
     gender_hit = ((gender_logit[has_gender] > 0).float() == gender_true[has_gender]).detach()
     return loss, age_err, gender_hit
-
-
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
-               generator: torch.Generator | None) -> Batch:
-    """Images (augmented when a generator is given), gender and age labels of `rows`."""
-    rows = np.sort(rows)  # sorted reads are sequential in the memory-mapped cache
-    images = torch.from_numpy(np.asarray(data.images[rows])).permute(0, 3, 1, 2)
-    images = images.float().div_(255)
-    if generator is not None:
-        images = augment_batch(images, config.augment, generator)
-    images = standardize(images, config.preprocessing, channels_first=True,
-                         as_array=torch.as_tensor).contiguous(
-        memory_format=torch.channels_last)
-    return images, torch.from_numpy(data.gender[rows]), torch.from_numpy(data.age[rows])
 
 
 def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
@@ -306,6 +289,8 @@ def train(config: TrainConfig, data_path: Path, out_dir: Path, resume: bool = Fa
     if resume:
         trainer.resume()
     trainer.fit()
+    if len(data.rows("val")):
+        calibrate_checkpoint(out_dir / "best.pt", data)
     metrics = trainer.evaluate_test()
     if metrics:
         metrics["timing"] = {"data_seconds": round(data_seconds, 1),

@@ -1,0 +1,77 @@
+"""The model as it ships: flip test-time augmentation, calibrated outputs, the 80 % age interval.
+
+Export and the PyTorch backend both wrap a trained model in `DeployedModel`, so a checkpoint and
+its ONNX file give the same numbers. The settings come from `Calibration`, fitted on the
+validation split after training (`training.calibrate`) and stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from agegender.models.age_distribution import age_interval, expected_age
+
+INTERVAL_COVERAGE = 0.8
+"""The central probability mass `age_low`..`age_high` is meant to hold."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Post-training settings: divide the gender logit by `gender_temperature`, the age logits by
+    `age_temperature` before reading off the interval, and average over a horizontal flip."""
+
+    gender_temperature: float = 1.0
+    age_temperature: float = 1.0
+    flip: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> Calibration:
+        names = {field.name for field in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+
+def model_outputs(model: nn.Module, images: torch.Tensor, flip: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(gender logit, age, age logits or None), averaged over the image and its mirror if `flip`.
+
+    Logits are averaged, and a distribution model's age is re-read from the averaged logits.
+    """
+    gender_logit, age, *rest = model(images)
+    age_logits = rest[0] if rest else None
+    if flip:
+        mirrored_logit, mirrored_age, *mirrored_rest = model(images.flip(3))
+        gender_logit = (gender_logit + mirrored_logit) / 2
+        if age_logits is None:
+            age = (age + mirrored_age) / 2
+        else:
+            age_logits = (age_logits + mirrored_rest[0]) / 2
+            age = expected_age(age_logits)
+    return gender_logit, age, age_logits
+
+
+class DeployedModel(nn.Module):
+    """image → (age, age_low, age_high, prob_female); the interval is NaN for models that
+    predict a single age instead of a distribution."""
+
+    def __init__(self, model: nn.Module, calibration: Calibration | None = None):
+        super().__init__()
+        self.model = model
+        self.calibration = calibration or Calibration()
+
+    def forward(self, image: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`image`: the graph input's name in the exported ONNX model."""
+        calibration = self.calibration
+        gender_logit, age, age_logits = model_outputs(self.model, image, calibration.flip)
+        prob_female = torch.sigmoid(gender_logit / calibration.gender_temperature)
+        if age_logits is None:
+            missing = torch.full_like(age, float("nan"))
+            return age, missing, missing, prob_female
+        low, high = age_interval(age_logits / calibration.age_temperature, INTERVAL_COVERAGE)
+        return age, low, high, prob_female

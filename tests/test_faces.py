@@ -1,0 +1,150 @@
+"""Face detection, 5-point alignment, and the detect → align → predict path of the Predictor."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agegender.data.cache import load_faces
+from agegender.data.sources import open_source
+from agegender.faces.align import CANONICAL_TEMPLATE, align_face, similarity_transform
+from agegender.faces.detector import FaceDetector, non_max_suppression
+from agegender.imageio import decode_image
+from agegender.inference.predictor import NO_FACE, Predictor
+from agegender.models import ModelConfig, create_model
+from agegender.preprocessing import Preprocessing
+from agegender.training.checkpoint import save_checkpoint
+from tests.test_training import TINY
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut_face.jpg"
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector(threads=1)
+
+
+@pytest.fixture(scope="module")
+def example() -> np.ndarray:
+    return decode_image(EXAMPLE)
+
+
+def _inside(points: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+    x, y, w, h = box
+    return bool(np.all((points[:, 0] >= x) & (points[:, 0] <= x + w)
+                       & (points[:, 1] >= y) & (points[:, 1] <= y + h)))
+
+
+def test_the_example_face_is_found_with_its_five_points(detector, example):
+    (face,) = detector.detect(example)
+    assert face.score > 0.9
+    assert face.landmarks.shape == (5, 2) and _inside(face.landmarks, face.box)
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+
+
+def test_a_huge_image_is_detected_downscaled_and_boxes_come_back_in_its_pixels(detector, example):
+    height, width = example.shape[:2]
+    (small,) = detector.detect(example)
+    big = np.asarray(Image.fromarray(example).resize((width * 12, height * 12)))
+    assert max(big.shape) > detector.config.max_side
+    (large,) = detector.detect(big)
+    tolerance = 0.1 * small.box[2]  # the detector sees the face at another scale
+    np.testing.assert_allclose(np.array(large.box) / 12, small.box, atol=tolerance)
+    np.testing.assert_allclose(large.landmarks / 12, small.landmarks, atol=tolerance)
+
+
+def test_no_face_in_a_blank_image_and_faces_come_largest_first(detector, example):
+    assert detector.detect(np.full((300, 400, 3), 128, np.uint8)) == []
+    canvas = np.full((500, 700, 3), 200, np.uint8)
+    face = example
+    small = np.asarray(Image.fromarray(face).resize((face.shape[1] // 2, face.shape[0] // 2)))
+    canvas[20:20 + face.shape[0], 20:20 + face.shape[1]] = face
+    canvas[300:300 + small.shape[0], 450:450 + small.shape[1]] = small
+    faces = detector.detect(canvas)
+    assert len(faces) == 2 and faces[0].area > faces[1].area
+    assert faces[0].box[0] < 200 < faces[1].box[0]
+
+
+def test_non_max_suppression_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=np.float32)
+    assert non_max_suppression(boxes, np.array([0.8, 0.9, 0.7]), 0.4) == [1, 2]
+
+
+def test_similarity_transform_recovers_rotation_scale_and_shift():
+    angle, scale, shift = np.radians(25), 1.7, np.array([12.0, -4.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    source = CANONICAL_TEMPLATE * 100
+    target = source @ (scale * rotation).T + shift
+    matrix = similarity_transform(source, target)
+    np.testing.assert_allclose(matrix[:, :2], scale * rotation, atol=1e-9)
+    np.testing.assert_allclose(matrix[:, 2], shift, atol=1e-9)
+
+
+def _dots_at(points: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """A black image with one bright square dot, in a different colour, at each point."""
+    image = np.zeros((*shape, 3), np.uint8)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    for (x, y), colour in zip(np.round(points).astype(int), colours, strict=True):
+        image[y - radius:y + radius + 1, x - radius:x + radius + 1] = colour
+    return image
+
+
+@pytest.mark.parametrize(("angle", "scale"), [(0, 1.0), (20, 3.0), (-15, 12.0)])
+def test_align_maps_the_five_points_onto_the_template(angle, scale):
+    radians = np.radians(angle)
+    rotation = np.array([[np.cos(radians), -np.sin(radians)],
+                         [np.sin(radians), np.cos(radians)]])
+    points = (CANONICAL_TEMPLATE - 0.5) @ (scale * 80 * rotation).T + scale * 100
+    image = _dots_at(points, (int(scale * 200), int(scale * 200)), radius=round(2 * scale))
+    aligned = align_face(image, points, 80)
+    assert aligned.shape == (80, 80, 3) and aligned.dtype == np.uint8
+    for channel_mix, (x, y) in zip(image[np.round(points[:, 1]).astype(int),
+                                         np.round(points[:, 0]).astype(int)],
+                                   CANONICAL_TEMPLATE * 80, strict=True):
+        window = aligned[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].reshape(-1, 3)
+        brightest = window[np.argmax(window.sum(1))].astype(int)
+        assert np.all((brightest > 60) == (channel_mix > 0)), (angle, scale, x, y, brightest)
+
+
+def test_aligned_utkface_crops_stay_close_to_the_plain_resize(archive):
+    """The template is UTKFace's own mean geometry, so aligning its crops changes them little."""
+    source = open_source(archive)
+    plain = load_faces(source, range(40), Preprocessing(size=64), progress=False)
+    aligned = load_faces(source, range(40), Preprocessing(size=64, align=True), progress=False)
+    difference = np.abs(plain.images.astype(int) - aligned.images.astype(int)).mean(axis=(1, 2, 3))
+    assert not np.array_equal(plain.images, aligned.images)
+    assert np.median(difference) < 25
+
+
+@pytest.fixture(scope="module")
+def aligned_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    prep = Preprocessing(size=32, align=True)
+    config = dataclasses.replace(TINY, preprocessing=prep, model=ModelConfig(
+        architecture="seed-cnn", widths=[8], dense=[16]))
+    path = tmp_path_factory.mktemp("aligned") / "model.pt"
+    save_checkpoint(path, create_model(config.model, prep), config)
+    return path
+
+
+def test_predictor_detects_aligns_and_reports_each_face(aligned_checkpoint, example):
+    predictor = Predictor(aligned_checkpoint)
+    canvas = np.full((500, 700, 3), 200, np.uint8)
+    canvas[100:100 + example.shape[0], 300:300 + example.shape[1]] = example
+    (row,) = predictor.predict_image(canvas, file="scene.png")
+    assert row.error is None and row.face == 0 and row.det_score > 0.9
+    assert 300 <= row.x < 300 + example.shape[1] and 100 <= row.y < 100 + example.shape[0]
+    assert row.gender in ("male", "female") and row.age is not None
+
+
+def test_predictor_takes_small_faceless_images_whole_and_reports_large_ones(aligned_checkpoint):
+    predictor = Predictor(aligned_checkpoint)
+    (crop,) = predictor.predict_image(np.full((120, 100, 3), 90, np.uint8))
+    assert crop.error is None and crop.det_score is None and (crop.w, crop.h) == (100, 120)
+    (photo,) = predictor.predict_image(np.full((900, 1200, 3), 90, np.uint8), file="wall.jpg")
+    assert photo.error == NO_FACE and photo.file == "wall.jpg" and photo.age is None
