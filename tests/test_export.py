@@ -17,6 +17,8 @@ from PIL import Image
 
 from agegender import __version__
 from agegender.cli.main import EXIT_ERROR, EXIT_OK, main
+from agegender.data.cache import load_faces
+from agegender.data.sources import open_source
 from agegender.export import OPSET, export_onnx
 from agegender.inference.backends import (
     OnnxBackend,
@@ -25,6 +27,7 @@ from agegender.inference.backends import (
     predict_in_batches,
 )
 from agegender.models import ModelConfig, create_model
+from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 from agegender.models.deploy import Calibration
 from agegender.preprocessing import Preprocessing
 from agegender.training import Trainer
@@ -110,23 +113,6 @@ def test_grayscale_two_network_model_exports_too(tmp_path, faces):
     _assert_same_predictions(backend.predict(gray),
                              TorchCheckpointBackend.from_checkpoint(tmp_path / "gray.pt")
                              .predict(gray))
-
-
-def test_transfer_model_with_per_channel_normalisation_exports_too(tmp_path):
-    prep = Preprocessing(size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    config = dataclasses.replace(
-        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
-                                pretrained=False, dropout=0.1),
-        preprocessing=prep, age_loss="dldl")
-    save_checkpoint(tmp_path / "transfer.pt", create_model(config.model, prep), config)
-    backend = OnnxBackend(export_onnx(tmp_path / "transfer.pt", tmp_path / "transfer.onnx"),
-                          threads=1)
-    assert backend.preprocessing == prep
-    faces = synthetic_faces(5, 32, seed=2).images
-    onnx_out = backend.predict(faces)
-    _assert_same_predictions(onnx_out, TorchCheckpointBackend.from_checkpoint(
-        tmp_path / "transfer.pt").predict(faces))
-    assert np.all((onnx_out.age_low <= onnx_out.age) & (onnx_out.age <= onnx_out.age_high))
 
 
 def test_calibration_and_flip_averaging_are_inside_the_exported_graph(tmp_path):
@@ -241,3 +227,23 @@ def test_onnx_inference_never_imports_torch(onnx_model):
     result = subprocess.run([sys.executable, "-c", script, str(onnx_model)],
                             capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_bundled_architecture_matches_in_onnx_on_real_aligned_utkface_crops(archive,
+                                                                                 tmp_path):
+    """The bundled model's kind (aligned 112-px MobileNetV2, DLDL head, calibration, flip) in
+    PyTorch and in onnxruntime, on real faces aligned by the detector."""
+    prep = Preprocessing(size=112, mean=IMAGENET_MEAN, std=IMAGENET_STD, align=True)
+    config = dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1), preprocessing=prep,
+        age_loss="dldl")
+    calibration = Calibration(gender_temperature=1.3, age_temperature=1.2, flip=True)
+    save_checkpoint(tmp_path / "m.pt", create_model(config.model, prep), config,
+                    calibration=calibration.to_dict())
+    faces = load_faces(open_source(archive), range(24), prep, progress=False).images
+    onnx_out = OnnxBackend(export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")).predict(faces)
+    _assert_same_predictions(onnx_out, TorchCheckpointBackend.from_checkpoint(
+        tmp_path / "m.pt").predict(faces))
+    assert OnnxBackend(tmp_path / "m.onnx").preprocessing == prep
+    assert np.all((onnx_out.age_low <= onnx_out.age) & (onnx_out.age <= onnx_out.age_high))
