@@ -11,6 +11,7 @@ import pytest
 from agegender.data.records import GENDER_NAMES, RACE_NAMES
 from agegender.evaluation.metrics import (
     AGE_GROUP_LABELS,
+    age_group_ids,
     age_metrics,
     breakdown,
     gender_metrics,
@@ -210,3 +211,9 @@ def test_results_are_plain_python_types() -> None:
     assert type(result["age"]["n"]) is int
     assert type(result["gender"]["confusion"]["matrix"][1][1]) is int
     json.dumps(result, allow_nan=False)
+
+
+def test_age_group_ids_follow_the_inclusive_whole_year_ranges() -> None:
+    ids = age_group_ids([0, 2.9, 3, 19.5, 20, 69.9, 70, 116, NAN])
+    np.testing.assert_array_equal(ids[:-1], [0, 0, 1, 2, 3, 7, 8, 8])
+    assert np.isnan(ids[-1])

@@ -77,6 +77,7 @@ def test_metrics_json_matches_metrics_on_same_data(
     assert written["age"]["interval_coverage"] is not None
     assert sum(group["n"] for group in written["by_race"].values()) == 29
     assert set(written["by_gender"]) <= {"male", "female"}
+    assert sum(group["n"] for group in written["by_age_group"].values()) == 29
 
 
 def test_prediction_csvs(report: tuple[EvalPredictions, Path, dict]) -> None:

@@ -24,6 +24,15 @@ AGE_GROUP_LABELS: tuple[str, ...] = (
     f"{AGE_GROUPS[-1][0]}+",
 )
 
+def age_group_ids(age: ArrayLike) -> np.ndarray:
+    """Index into `AGE_GROUPS` of each age (its whole year), NaN where the age is unknown."""
+    age = np.asarray(age, dtype=float)
+    ids = np.full(age.shape, np.nan)
+    for index, (low, high) in enumerate(AGE_GROUPS):
+        ids[(age >= low) & (age < high + 1)] = index
+    return ids
+
+
 CS_TOLERANCE_YEARS = 5.0
 """Cumulative score tolerance: the share of predictions within this many years counts as `cs5`."""
 

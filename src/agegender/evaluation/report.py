@@ -11,7 +11,14 @@ import numpy as np
 
 from agegender.atomic import write_json_atomic
 from agegender.data.records import FEMALE, GENDER_NAMES, RACE_NAMES
-from agegender.evaluation.metrics import GENDER_THRESHOLD, age_metrics, breakdown, gender_metrics
+from agegender.evaluation.metrics import (
+    AGE_GROUP_LABELS,
+    GENDER_THRESHOLD,
+    age_group_ids,
+    age_metrics,
+    breakdown,
+    gender_metrics,
+)
 from agegender.evaluation.plots import (
     plot_age_scatter,
     plot_confusion_matrix,
@@ -111,6 +118,9 @@ def compute_report_metrics(predictions: EvalPredictions) -> dict:
         metrics["by_race"] = breakdown(p.race, RACE_NAMES, **arrays)
     if has_gender:
         metrics["by_gender"] = breakdown(p.gender_true, GENDER_NAMES, **arrays)
+    if has_age:
+        metrics["by_age_group"] = breakdown(age_group_ids(p.age_true), AGE_GROUP_LABELS,
+                                            **arrays)
     metrics["n_images"] = len(p.sources)
     return metrics
 
