@@ -219,7 +219,7 @@ def test_onnx_inference_never_imports_torch(onnx_model):
         "import sys\n"
         "import numpy as np\n"
         "from agegender.inference import Predictor\n"
-        "rows = Predictor(sys.argv[1]).predict_image(np.zeros((30, 20, 3), np.uint8))\n"
+        "rows = Predictor(sys.argv[1]).predict(np.zeros((30, 20, 3), np.uint8))\n"
         "assert len(rows) == 1 and rows[0].error is None, rows\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
     )

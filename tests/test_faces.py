@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agegender.cli.main import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
 from agegender.data.cache import load_faces
 from agegender.data.sources import open_source
 from agegender.faces.align import CANONICAL_TEMPLATE, align_face, similarity_transform
@@ -136,7 +138,7 @@ def test_predictor_detects_aligns_and_reports_each_face(aligned_checkpoint, exam
     predictor = Predictor(aligned_checkpoint)
     canvas = np.full((500, 700, 3), 200, np.uint8)
     canvas[100:100 + example.shape[0], 300:300 + example.shape[1]] = example
-    (row,) = predictor.predict_image(canvas, file="scene.png")
+    (row,) = predictor.predict(canvas, file="scene.png")
     assert row.error is None and row.face == 0 and row.det_score > 0.9
     assert 300 <= row.x < 300 + example.shape[1] and 100 <= row.y < 100 + example.shape[0]
     assert row.gender in ("male", "female") and row.age is not None
@@ -144,7 +146,69 @@ def test_predictor_detects_aligns_and_reports_each_face(aligned_checkpoint, exam
 
 def test_predictor_takes_small_faceless_images_whole_and_reports_large_ones(aligned_checkpoint):
     predictor = Predictor(aligned_checkpoint)
-    (crop,) = predictor.predict_image(np.full((120, 100, 3), 90, np.uint8))
+    (crop,) = predictor.predict(np.full((120, 100, 3), 90, np.uint8))
     assert crop.error is None and crop.det_score is None and (crop.w, crop.h) == (100, 120)
-    (photo,) = predictor.predict_image(np.full((900, 1200, 3), 90, np.uint8), file="wall.jpg")
+    (photo,) = predictor.predict(np.full((900, 1200, 3), 90, np.uint8), file="wall.jpg")
     assert photo.error == NO_FACE and photo.file == "wall.jpg" and photo.age is None
+
+
+@pytest.fixture(scope="module")
+def scene_files(example, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Six photos with 0, 1 or 2 copies of the example face, and one broken file."""
+    folder = tmp_path_factory.mktemp("scenes")
+    paths = []
+    for index in range(6):
+        canvas = np.full((560, 720, 3), 40 * index, np.uint8)
+        for copy in range(index % 3):
+            y, x = 40 + copy * 250, 60 + copy * 330
+            canvas[y:y + example.shape[0], x:x + example.shape[1]] = example
+        paths.append(folder / f"scene{index}.png")
+        Image.fromarray(canvas).save(paths[-1])
+    paths.append(folder / "broken.jpg")
+    paths[-1].write_bytes(EXAMPLE.read_bytes()[:500])
+    return paths
+
+
+def test_worker_threads_give_the_same_rows_in_the_same_order(aligned_checkpoint, scene_files):
+    predictor = Predictor(aligned_checkpoint, batch_size=3)
+    serial = [result.rows for result in predictor.predict_paths(scene_files)]
+    threaded = [result.rows for result in predictor.predict_paths(scene_files, workers=3)]
+    assert threaded == serial
+    assert [len(rows) for rows in serial] == [1, 1, 2, 1, 1, 2, 1]
+    assert [rows[0].error for rows in serial[:-1]] == [NO_FACE, None, None, NO_FACE, None, None]
+    assert serial[-1][0].error and serial[-1][0].age is None
+    assert serial[2][0].w * serial[2][0].h >= serial[2][1].w * serial[2][1].h
+
+
+def test_the_python_api_takes_paths_and_arrays(aligned_checkpoint, scene_files, example):
+    from agegender import FaceResult
+    from agegender import Predictor as TopLevelPredictor
+
+    predictor = TopLevelPredictor(aligned_checkpoint)
+    from_path = predictor.predict(scene_files[1])
+    assert len(from_path) == 1 and isinstance(from_path[0], FaceResult)
+    assert from_path[0].file == str(scene_files[1])
+    (broken,) = predictor.predict(scene_files[-1])
+    assert broken.error and broken.age is None
+    assert predictor.predict(example)[0].error is None
+
+
+def test_predict_command_annotates_and_resumes(aligned_checkpoint, scene_files, tmp_path):
+    output, drawings = tmp_path / "rows.csv", tmp_path / "drawn"
+    first = [str(path) for path in scene_files[:3]]
+    assert main(["predict", *first, "--model", str(aligned_checkpoint), "--output", str(output),
+                 "--annotate", str(drawings)]) == EXIT_OK
+    drawn = sorted(drawings.rglob("*.jpg"))
+    assert len(drawn) == 3 and Image.open(drawn[0]).size == (720, 560)
+    with output.open("a") as stream:
+        stream.write(f"{scene_files[3]},0,1,2")  # a row cut off by an interruption
+    code = main(["predict", *map(str, scene_files), "--model", str(aligned_checkpoint),
+                 "--output", str(output), "--resume"])
+    assert code == EXIT_SOME_FAILED  # the broken file
+    with output.open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["file"] for row in rows] == [str(path) for path in scene_files
+                                             for _ in range([1, 1, 2, 1, 1, 2, 1][
+                                                 scene_files.index(path)])]
+    assert main(["predict", str(scene_files[0]), "--output", str(tmp_path / "x.json"),
+                 "--model", str(aligned_checkpoint), "--resume"]) == EXIT_ERROR

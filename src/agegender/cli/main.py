@@ -64,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                               "default: the bundled model")
     predict.add_argument("--output", type=Path,
                          help=".csv, .json or .jsonl (default: CSV to stdout)")
-    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--batch-size", type=int, default=32, help="faces per model call")
+    predict.add_argument("--workers", type=int, default=2,
+                         help="threads that decode, detect and align ahead of the model")
+    predict.add_argument("--annotate", type=Path, metavar="DIR",
+                         help="also save each image with boxes and labels drawn, under DIR")
+    predict.add_argument("--resume", action="store_true",
+                         help="keep the rows already in --output and skip the files they cover")
 
     export = commands.add_parser("export", help="checkpoint → ONNX model that runs without torch")
     export.add_argument("checkpoint", type=Path, help="checkpoint (.pt)")
@@ -119,23 +125,39 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from agegender.inference import RESULT_COLUMNS, FaceResult, Predictor
+    from agegender.inference.annotate import save_annotated
     from agegender.inference.inputs import expand_inputs
-    from agegender.inference.output import ResultWriter
+    from agegender.inference.output import ResultWriter, files_done
     from agegender.inference.predictor import NO_FACE
 
     paths, missing = expand_inputs(args.paths)
+    if args.resume and args.output is None:
+        raise ValueError("--resume needs --output, the file to continue")
+    done = files_done(args.output) if args.resume else set()
+    if done:
+        paths = [path for path in paths if str(path) not in done]
+        missing = [(argument, reason) for argument, reason in missing if argument not in done]
+        log.info("resuming: %d files already in %s, %d to go", len(done), args.output,
+                 len(paths))
     predictor = Predictor(args.model, batch_size=args.batch_size)
     failed = faces = without_face = 0
-    with ResultWriter(RESULT_COLUMNS, args.output) as writer:
+    with ResultWriter(RESULT_COLUMNS, args.output, append=args.resume) as writer:
         for argument, reason in missing:
             writer.write(FaceResult(file=argument, error=reason).to_dict())
             failed += 1
+        writer.flush()
         progress = tqdm(paths, unit="image", disable=len(paths) < 20)
-        for row in predictor.predict_paths(progress):
-            writer.write(row.to_dict())
-            faces += row.error is None
-            without_face += row.error == NO_FACE
-            failed += row.error not in (None, NO_FACE)
+        results = predictor.predict_paths(progress, workers=args.workers,
+                                          keep_images=args.annotate is not None)
+        for result in results:
+            for row in result.rows:
+                writer.write(row.to_dict())
+                faces += row.error is None
+                without_face += row.error == NO_FACE
+                failed += row.error not in (None, NO_FACE)
+            writer.flush()
+            if args.annotate is not None and result.image is not None:
+                save_annotated(result.image, result.rows, args.annotate, result.file)
     for_log = f" to {args.output}" if args.output else ""
     log.info("%d images%s: %d faces, %d images without a face, %d failed",
              len(paths) + len(missing), for_log, faces, without_face, failed)

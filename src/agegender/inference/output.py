@@ -1,8 +1,9 @@
-"""Result writers for CSV, JSON and JSON-lines; rows are flushed as they are produced."""
+"""Result writers for CSV, JSON and JSON-lines; rows reach the disk as images are finished."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -16,12 +17,18 @@ class ResultWriter:
     """Context manager writing dict rows to `path` in the format its suffix names (no path: CSV
     on standard output)."""
 
-    def __init__(self, columns: list[str], path: Path | None = None):
+    def __init__(self, columns: list[str], path: Path | None = None, append: bool = False):
+        """`append`: continue an existing CSV or JSON-lines file (a cut-off last line is
+        dropped) instead of starting a new one."""
         suffix = path.suffix.lower() if path else ".csv"
         try:
             self.format = FORMATS[suffix]
         except KeyError:
             raise ValueError(f"{path}: output must end in one of {sorted(FORMATS)}") from None
+        if append and (path is None or self.format == "json"):
+            raise ValueError(f"{path or 'standard output'}: only a .csv or .jsonl output file "
+                             "can be appended to (resumed)")
+        self.append = append and path is not None and path.is_file() and path.stat().st_size > 0
         self.path = path
         self.columns = columns
         self.count = 0
@@ -30,12 +37,16 @@ class ResultWriter:
     def __enter__(self) -> ResultWriter:
         if self.path is None:
             self._stream = sys.stdout
+        elif self.append:
+            _drop_cut_off_line(self.path)
+            self._stream = self.path.open("a", newline="", encoding="utf-8")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._stream = self.path.open("w", newline="", encoding="utf-8")
         if self.format == "csv":
             self._csv = csv.DictWriter(self._stream, fieldnames=self.columns)
-            self._csv.writeheader()
+            if not self.append:
+                self._csv.writeheader()
         elif self.format == "json":
             self._stream.write("[")
         return self
@@ -51,8 +62,12 @@ class ResultWriter:
             else:
                 text += "\n"
             self._stream.write(text)
-        self._stream.flush()
         self.count += 1
+
+    def flush(self) -> None:
+        """Push the rows written so far to the file (the CLI calls this after every image)."""
+        assert self._stream is not None
+        self._stream.flush()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
@@ -61,3 +76,22 @@ class ResultWriter:
             self._stream.write("\n]\n" if self.count else "]\n")
         if self.path is not None:
             self._stream.close()
+
+
+def _drop_cut_off_line(path: Path) -> None:
+    """Truncate `path` after its last newline: rows end in one, so only a cut-off row goes."""
+    data = path.read_bytes()
+    path.write_bytes(data[:data.rfind(b"\n") + 1])
+
+
+def files_done(path: Path) -> set[str]:
+    """The `file` of every complete row in an output file an earlier run wrote (`--resume`)."""
+    if FORMATS.get(path.suffix.lower()) not in ("csv", "jsonl"):
+        raise ValueError(f"{path}: only a .csv or .jsonl output file can be resumed")
+    if not path.is_file():
+        return set()
+    text = path.read_text(encoding="utf-8")
+    complete = text[:text.rfind("\n") + 1]
+    if FORMATS.get(path.suffix.lower()) == "csv":
+        return {row["file"] for row in csv.DictReader(io.StringIO(complete, newline=""))}
+    return {json.loads(line)["file"] for line in complete.splitlines() if line.strip()}
