@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,36 @@ def test_predict_command_annotates_and_resumes(aligned_checkpoint, scene_files, 
                                                  scene_files.index(path)])]
     assert main(["predict", str(scene_files[0]), "--output", str(tmp_path / "x.json"),
                  "--model", str(aligned_checkpoint), "--resume"]) == EXIT_ERROR
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:
+    av = pytest.importorskip("av")
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_videos_give_rows_for_every_nth_frame_with_its_time(aligned_checkpoint, example,
+                                                            tmp_path):
+    canvas = np.full((480, 640, 3), 30, np.uint8)
+    with_face = canvas.copy()
+    with_face[60:60 + example.shape[0], 200:200 + example.shape[1]] = example
+    video = tmp_path / "clip.mp4"
+    _write_video(video, [with_face if index < 6 else canvas for index in range(10)])
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(video.read_bytes()[:700])
+    output = tmp_path / "rows.jsonl"
+    code = main(["predict", str(video), str(broken), "--every", "3", "--model",
+                 str(aligned_checkpoint), "--output", str(output)])
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    clip = [row for row in rows if row["file"] == str(video)]
+    assert [row["frame"] for row in clip] == [0, 3, 6, 9]
+    assert [row["time"] for row in clip] == pytest.approx([0.0, 0.3, 0.6, 0.9])
+    assert [row["error"] for row in clip] == [None, None, NO_FACE, NO_FACE]
+    assert 200 <= clip[0]["x"] < 200 + example.shape[1]
+    assert code == EXIT_SOME_FAILED
+    assert any(row["file"] == str(broken) and row["error"] for row in rows)

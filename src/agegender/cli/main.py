@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
 
     predict = commands.add_parser("predict", help="age and gender of the faces in images")
-    predict.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
+    predict.add_argument("paths", nargs="+",
+                         help="image or video files, folders (searched recursively) or globs")
     predict.add_argument("--model", type=Path,
                          help="checkpoint (.pt) or exported model (.onnx, needs no torch); "
                               "default: the bundled model")
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="threads that decode, detect and align ahead of the model")
     predict.add_argument("--annotate", type=Path, metavar="DIR",
                          help="also save each image with boxes and labels drawn, under DIR")
+    predict.add_argument("--every", type=int, default=1, metavar="N",
+                         help="videos: predict every N-th frame (default every frame)")
     predict.add_argument("--resume", action="store_true",
                          help="keep the rows already in --output and skip the files they cover")
 
@@ -148,7 +151,8 @@ def _predict(args: argparse.Namespace) -> int:
         writer.flush()
         progress = tqdm(paths, unit="image", disable=len(paths) < 20)
         results = predictor.predict_paths(progress, workers=args.workers,
-                                          keep_images=args.annotate is not None)
+                                          keep_images=args.annotate is not None,
+                                          every=args.every)
         for result in results:
             for row in result.rows:
                 writer.write(row.to_dict())
@@ -157,7 +161,8 @@ def _predict(args: argparse.Namespace) -> int:
                 failed += row.error not in (None, NO_FACE)
             writer.flush()
             if args.annotate is not None and result.image is not None:
-                save_annotated(result.image, result.rows, args.annotate, result.file)
+                save_annotated(result.image, result.rows, args.annotate, result.file,
+                               result.frame)
     for_log = f" to {args.output}" if args.output else ""
     log.info("%d images%s: %d faces, %d images without a face, %d failed",
              len(paths) + len(missing), for_log, faces, without_face, failed)

@@ -44,19 +44,23 @@ def draw_faces(image: np.ndarray, rows: list[FaceResult]) -> Image.Image:
     return canvas
 
 
-def annotation_path(out_dir: Path, file: str) -> Path:
-    """Where the drawing of `file` goes: its path below `out_dir` (absolute paths made relative),
-    as JPEG."""
+def annotation_path(out_dir: Path, file: str, frame: int | None = None) -> Path:
+    """Where the drawing of `file` (or of its video frame) goes: its path below `out_dir`
+    (absolute paths made relative), as JPEG."""
     relative = Path(file)
     if relative.is_absolute():
         relative = relative.relative_to(relative.anchor)
     parts = [part for part in relative.parts if part not in ("..", ".")]
-    return out_dir.joinpath(*parts).with_suffix(".jpg")
+    path = out_dir.joinpath(*parts)
+    if frame is not None:
+        return path.with_name(f"{path.stem}_frame{frame:06d}.jpg")
+    return path.with_suffix(".jpg")
 
 
-def save_annotated(image: np.ndarray, rows: list[FaceResult], out_dir: Path, file: str) -> Path:
+def save_annotated(image: np.ndarray, rows: list[FaceResult], out_dir: Path, file: str,
+                   frame: int | None = None) -> Path:
     """Draw and write the annotated JPEG atomically; returns its path."""
-    path = annotation_path(out_dir, file)
+    path = annotation_path(out_dir, file, frame)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     draw_faces(image, rows).save(buffer, format="JPEG", quality=90)

@@ -6,11 +6,12 @@ import glob
 from pathlib import Path
 
 from agegender.imageio import IMAGE_SUFFIXES
+from agegender.inference.video import VIDEO_SUFFIXES
 
 
 def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files are taken as given (whatever their suffix: a bad one fails on decoding, by name);
-    folders are searched recursively for image suffixes; patterns are globbed.
+    folders are searched recursively for image and video suffixes; patterns are globbed.
 
     Returns the paths in a stable order, and (argument, reason) for arguments matching nothing.
     """
@@ -20,9 +21,9 @@ def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[tuple[str, str
         path = Path(argument)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
             if not found:
-                missing.append((argument, "folder holds no images"))
+                missing.append((argument, "folder holds no images or videos"))
             paths.extend(found)
         elif path.exists():
             paths.append(path)

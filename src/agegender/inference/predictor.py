@@ -16,16 +16,20 @@ from agegender.faces.canonical import canonical_crop
 from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError, decode_image
 from agegender.inference.backends import ModelBackend, load_backend
+from agegender.inference.video import VideoReadError, is_video, iter_frames
 
 
 @dataclass
 class FaceResult:
     """One output row. `gender_prob` is the probability of the stated `gender`.
 
-    A file that failed has `error` set and no face fields.
+    A file that failed has `error` set and no face fields. `frame` (index) and `time` (seconds)
+    are set for video frames only.
     """
 
     file: str
+    frame: int | None = None
+    time: float | None = None
     face: int | None = None
     x: int | None = None
     y: int | None = None
@@ -75,18 +79,34 @@ class FoundFace:
 
 @dataclass
 class ImageResult:
-    """The outcome for one input image: its rows, and the decoded image when it was kept."""
+    """The outcome for one input image or video frame: its rows, and the decoded image when it
+    was kept."""
 
     file: str
     rows: list[FaceResult]
     image: np.ndarray | None = None
+    frame: int | None = None
+
+
+@dataclass
+class _Item:
+    """One image to analyse: a still to decode (`image` None), a decoded video frame, or the
+    error that stopped a video."""
+
+    path: Path
+    image: np.ndarray | None = None
+    frame: int | None = None
+    time: float | None = None
+    error: VideoReadError | None = None
 
 
 @dataclass
 class _Analysed:
     file: str
-    faces: list[FoundFace] | ImageReadError
+    faces: list[FoundFace] | ImageReadError | VideoReadError
     image: np.ndarray | None
+    frame: int | None = None
+    time: float | None = None
 
 
 ImageInput = str | Path | np.ndarray
@@ -149,16 +169,18 @@ class Predictor:
             analysed = self._analyse(Path(image))
         return self._predict_batch([analysed])[0].rows
 
-    def predict_paths(self, paths: Iterable[Path], workers: int = 1,
-                      keep_images: bool = False) -> Iterator[ImageResult]:
-        """One result per path, in input order; unreadable files give error rows, never stop.
+    def predict_paths(self, paths: Iterable[Path], workers: int = 1, keep_images: bool = False,
+                      every: int = 1) -> Iterator[ImageResult]:
+        """One result per image (per sampled frame of a video: every `every`-th), in input
+        order; unreadable files give error rows and never stop the run.
 
         `workers` threads decode, detect and align ahead of the model (a bounded window, so
         memory does not grow with the number of paths); faces of several images share a batch.
         """
         pending: list[_Analysed] = []
         faces = 0
-        for analysed in _ordered_map(lambda path: self._analyse(path, keep_images), paths,
+        items = _items(paths, every)
+        for analysed in _ordered_map(lambda item: self._analyse_item(item, keep_images), items,
                                      workers):
             pending.append(analysed)
             faces += len(analysed.faces) if isinstance(analysed.faces, list) else 0
@@ -168,11 +190,20 @@ class Predictor:
         yield from self._predict_batch(pending)
 
     def _analyse(self, path: Path, keep_image: bool = False) -> _Analysed:
-        try:
-            image = decode_image(path, source=str(path))
-        except ImageReadError as error:
-            return _Analysed(str(path), error, None)
-        return _Analysed(str(path), self.find_faces(image), image if keep_image else None)
+        return self._analyse_item(_Item(path), keep_image)
+
+    def _analyse_item(self, item: _Item, keep_image: bool) -> _Analysed:
+        file = str(item.path)
+        if item.error is not None:
+            return _Analysed(file, item.error, None)
+        image = item.image
+        if image is None:
+            try:
+                image = decode_image(item.path, source=file)
+            except ImageReadError as error:
+                return _Analysed(file, error, None)
+        return _Analysed(file, self.find_faces(image), image if keep_image else None,
+                         item.frame, item.time)
 
     def _predict_batch(self, batch: list[_Analysed]) -> list[ImageResult]:
         """Predict every face of the batch's images in one model call; rows per image."""
@@ -181,22 +212,36 @@ class Predictor:
         predictions = iter(self.predict_crops(np.stack(crops)) if crops else [])
         results = []
         for item in batch:
-            if isinstance(item.faces, ImageReadError):
-                rows = [FaceResult(file=item.file, error=item.faces.reason)]
+            where = {"file": item.file, "frame": item.frame, "time": item.time}
+            if isinstance(item.faces, ImageReadError | VideoReadError):
+                rows = [FaceResult(**where, error=item.faces.reason)]
             elif not item.faces:
-                rows = [FaceResult(file=item.file, error=NO_FACE)]
+                rows = [FaceResult(**where, error=NO_FACE)]
             else:
-                rows = [FaceResult(file=item.file, face=index, x=round(face.box[0]),
+                rows = [FaceResult(**where, face=index, x=round(face.box[0]),
                                    y=round(face.box[1]), w=round(face.box[2]),
                                    h=round(face.box[3]),
                                    det_score=None if face.score is None else round(face.score, 4),
                                    **next(predictions))
                         for index, face in enumerate(item.faces)]
-            results.append(ImageResult(item.file, rows, item.image))
+            results.append(ImageResult(item.file, rows, item.image, item.frame))
         return results
 
 
-def _ordered_map(function: Callable[[Path], _Analysed], items: Iterable[Path],
+def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
+    """Stills as they are; videos as their sampled frames, then their error if decoding failed."""
+    for path in paths:
+        if not is_video(path):
+            yield _Item(path)
+            continue
+        try:
+            for frame in iter_frames(path, every):
+                yield _Item(path, frame.image, frame.index, frame.time)
+        except VideoReadError as error:
+            yield _Item(path, error=error)
+
+
+def _ordered_map(function: Callable[[_Item], _Analysed], items: Iterable[_Item],
                  workers: int) -> Iterator[_Analysed]:
     """`map(function, items)` on `workers` threads, in order, at most 4 × workers ahead."""
     if workers <= 1:
