@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "validation split and store them in the checkpoint (train does this)")
     _add_data_arguments(calibrate)
     calibrate.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+    calibrate.add_argument("--no-flip", action="store_true",
+                           help="never average over a horizontal flip (halves inference cost)")
 
     evaluate = commands.add_parser("evaluate", help="metrics and plots of a model on a split")
     _add_data_arguments(evaluate)
@@ -110,7 +112,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     _, config = load_model(args.model)
     data = load_labelled_faces(args.data, config.preprocessing, split_file=args.split_file,
                                limit=args.limit, seed=config.seed, cache_dir=args.cache_dir)
-    print(calibrate_checkpoint(args.model, data))
+    print(calibrate_checkpoint(args.model, data, allow_flip=not args.no_flip))
     return EXIT_OK
 
 

@@ -58,8 +58,12 @@ def fit_age_temperature(age_logits: torch.Tensor, age: np.ndarray) -> float:
     return float(min(TEMPERATURES, key=lambda t: abs(coverage(t) - INTERVAL_COVERAGE)))
 
 
-def fit_calibration(checkpoint: Path, data: LabelledFaces) -> tuple[Calibration, dict]:
-    """Fit on `data.rows("val")`; returns the calibration and the validation figures behind it."""
+def fit_calibration(checkpoint: Path, data: LabelledFaces, allow_flip: bool = True
+                    ) -> tuple[Calibration, dict]:
+    """Fit on `data.rows("val")`; returns the calibration and the validation figures behind it.
+
+    `allow_flip=False` rules out flip averaging (it doubles the model's cost per face).
+    """
     model, config = load_model(checkpoint)
     rows = np.sort(data.rows("val"))
     if len(rows) == 0:
@@ -73,7 +77,8 @@ def fit_calibration(checkpoint: Path, data: LabelledFaces) -> tuple[Calibration,
         age = candidates[flip][1].numpy()
         figures[f"val_mae_flip_{str(flip).lower()}"] = (
             float(np.mean(np.abs(age - age_true)[has_age])) if has_age.any() else None)
-    flip = bool(has_age.any() and figures["val_mae_flip_true"] < figures["val_mae_flip_false"])
+    flip = bool(allow_flip and has_age.any()
+                and figures["val_mae_flip_true"] < figures["val_mae_flip_false"])
     gender_logit, _, age_logits = candidates[flip]
     gender_temperature = (fit_gender_temperature(gender_logit.numpy()[has_gender],
                                               gender_true[has_gender])
@@ -86,9 +91,10 @@ def fit_calibration(checkpoint: Path, data: LabelledFaces) -> tuple[Calibration,
     return calibration, figures
 
 
-def calibrate_checkpoint(checkpoint: Path, data: LabelledFaces) -> Calibration:
+def calibrate_checkpoint(checkpoint: Path, data: LabelledFaces, allow_flip: bool = True
+                         ) -> Calibration:
     """Fit the calibration and rewrite `checkpoint` (atomically) with it stored inside."""
-    calibration, figures = fit_calibration(checkpoint, data)
+    calibration, figures = fit_calibration(checkpoint, data, allow_flip)
     payload = read_checkpoint(checkpoint)
     payload["calibration"] = calibration.to_dict()
     payload["calibration_figures"] = figures
