@@ -265,3 +265,18 @@ def test_faces_pasted_into_scenes_are_found_where_they_were_put(archive, aligned
             unmatched)
         assert all(row.face == index for index, row in enumerate(rows))
     assert true_faces >= 20 and found / true_faces >= 0.9 and false <= 1
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_phone_photo_lying_on_its_side_is_turned_upright_before_detection(
+        aligned_checkpoint, example, tmp_path, orientation):
+    """The pixels are stored rotated; the EXIF orientation tag says how to display them."""
+    stored = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+              8: Image.Transpose.ROTATE_270}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"phone_{orientation}.jpg"
+    Image.fromarray(example).transpose(stored).save(path, exif=exif, quality=95)
+    (row,) = Predictor(aligned_checkpoint).predict(path)
+    assert row.error is None and row.det_score > 0.9
+    assert row.w < example.shape[1] * 1.2 and row.h < example.shape[0] * 1.2

@@ -11,11 +11,12 @@ from agegender.preprocessing import Preprocessing, normalize, resize_face
 
 
 def test_decode_converts_every_mode_to_rgb(tmp_path):
-    for mode in ("L", "RGBA", "P", "CMYK", "I;16"):
-        path = tmp_path / f"{mode.replace(';', '')}.{'jpg' if mode == 'CMYK' else 'png'}"
+    for mode, suffix in (("L", "png"), ("RGBA", "png"), ("P", "png"), ("CMYK", "jpg"),
+                         ("I;16", "png"), ("RGBA", "webp"), ("RGB", "webp")):
+        path = tmp_path / f"{mode.replace(';', '')}.{suffix}"
         Image.new(mode, (10, 7)).save(path)
         image = decode_image(path)
-        assert image.shape == (7, 10, 3) and image.dtype == np.uint8, mode
+        assert image.shape == (7, 10, 3) and image.dtype == np.uint8, (mode, suffix)
 
 
 def test_decode_applies_exif_orientation(tmp_path):
