@@ -96,7 +96,7 @@ def test_failed_build_leaves_no_cache(
     def crash(*_args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("agegender.data.cache.resize_face", crash)
+    monkeypatch.setattr("agegender.data.cache.crop_of_face_image", crash)
 
     with pytest.raises(KeyboardInterrupt):
         load_faces(source, [0, 1], PREP, cache_dir=cache_dir, progress=False)

@@ -94,6 +94,8 @@ class FaceDetector:
         self.config = config or DetectorConfig()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Threads that spin after a run steal the cores the age/gender model runs on next.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self._session = ort.InferenceSession(_detector_bytes(), options,
                                              providers=["CPUExecutionProvider"])

@@ -127,7 +127,9 @@ class Predictor:
                  detector: FaceDetector | None = None):
         if model is None:
             model = bundled_model_path()
-        self.backend = load_backend(model) if isinstance(model, (str, Path)) else model
+        # The detector runs between model calls, so the model's threads should not spin.
+        self.backend = (load_backend(model, spinning=False) if isinstance(model, (str, Path))
+                        else model)
         self.batch_size = batch_size
         self.preprocessing = self.backend.preprocessing
         self.detector = detector or (FaceDetector() if self.preprocessing.align else None)

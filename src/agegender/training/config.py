@@ -42,6 +42,9 @@ class TrainConfig:
     """Staged fine-tuning: a pretrained backbone stays frozen for this many first epochs."""
     backbone_lr_scale: float = 1.0
     """Discriminative learning rate: the backbone trains at `lr * backbone_lr_scale`."""
+    calibrate_flip: bool = True
+    """Let calibration keep horizontal-flip averaging when it helps on validation (it doubles
+    the model's cost per face)."""
     seed: int = 0
     limit: int | None = None
 

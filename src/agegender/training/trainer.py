@@ -290,7 +290,7 @@ def train(config: TrainConfig, data_path: Path, out_dir: Path, resume: bool = Fa
         trainer.resume()
     trainer.fit()
     if len(data.rows("val")):
-        calibrate_checkpoint(out_dir / "best.pt", data)
+        calibrate_checkpoint(out_dir / "best.pt", data, allow_flip=config.calibrate_flip)
     metrics = trainer.evaluate_test()
     if metrics:
         metrics["timing"] = {"data_seconds": round(data_seconds, 1),
