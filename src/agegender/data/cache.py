@@ -28,7 +28,7 @@ from agegender.preprocessing import Preprocessing
 log = logging.getLogger("agegender")
 
 CACHE_FORMAT_VERSION = 1
-ALIGNMENT_VERSION = 1
+ALIGNMENT_VERSION = 2
 """Bump when the template or the detector changes; part of the key of aligned caches."""
 """Bump when the stored layout or the resize step changes, so old caches are not reused."""
 

@@ -40,11 +40,18 @@ class Detection:
 @dataclass(frozen=True)
 class DetectorConfig:
     """Detection settings; `max_side` bounds the image the network sees (faces are then cropped
-    from the full-resolution image), `min_face` drops boxes smaller than that many pixels."""
+    from the full-resolution image), `coarse_side` is the size of the second, coarse pass for
+    large images, `min_face` drops boxes smaller than that many pixels.
 
-    score_threshold: float = 0.8
+    Chosen on synthetic scenes built from UTKFace *validation* crops (80 scenes, faces 40–300 px):
+    960 px / 0.8 found 0.959 of the faces, 1280 px / 0.6 found 0.987, both without false
+    positives, for 0.13 instead of 0.10 s per scene.
+    """
+
+    score_threshold: float = 0.6
     nms_threshold: float = 0.4
-    max_side: int = 960
+    max_side: int = 1280
+    coarse_side: int = 640
     min_face: int = 20
 
 
@@ -101,37 +108,48 @@ class FaceDetector:
                                              providers=["CPUExecutionProvider"])
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an H×W×3 RGB uint8 image, largest first."""
-        height, width = image.shape[:2]
-        scale = min(1.0, self.config.max_side / max(height, width))
+        """Faces in an H×W×3 RGB uint8 image, largest first.
+
+        The image is searched at up to `max_side` px and, when that is larger than
+        `coarse_side`, again at `coarse_side` px: RetinaFace's anchors stop at 512 px, so a
+        face filling a large photo is only found whole at the coarse scale. Both passes'
+        boxes go through one non-maximum suppression.
+        """
+        longest = max(image.shape[:2])
+        sides = [min(longest, self.config.max_side)]
+        if sides[0] > self.config.coarse_side:
+            sides.append(self.config.coarse_side)
+        candidates = [self._candidates(image, side / longest) for side in sides]
+        corners, scores, landmarks = (np.concatenate(parts)
+                                      for parts in zip(*candidates, strict=True))
+        detections = []
+        for index in non_max_suppression(corners, scores, self.config.nms_threshold):
+            x1, y1, x2, y2 = corners[index].tolist()
+            if min(x2 - x1, y2 - y1) < self.config.min_face:
+                continue
+            detections.append(Detection((x1, y1, x2 - x1, y2 - y1), float(scores[index]),
+                                        landmarks[index]))
+        return sorted(detections, key=lambda face: face.area, reverse=True)
+
+    def _candidates(self, image: np.ndarray, scale: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (x1, y1, x2, y2), scores and 5 points above the score threshold, found in the
+        image resized by `scale`, in the original image's pixels."""
         if scale < 1.0:
+            height, width = image.shape[:2]
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         bgr = image[:, :, ::-1].astype(np.float32) - BGR_MEAN
         tensor = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
-        loc, conf, points = self._session.run(None, {"input": tensor})
-        return self._decode(loc[0], conf[0], points[0], image.shape[1], image.shape[0], scale)
-
-    def _decode(self, loc: np.ndarray, conf: np.ndarray, points: np.ndarray, width: int,
-                height: int, scale: float) -> list[Detection]:
-        scores = conf[:, 1]
-        selected = np.flatnonzero(scores > self.config.score_threshold)
-        if not selected.size:
-            return []
-        anchors = _anchors(width, height)[selected]
-        loc, points, scores = loc[selected], points[selected], scores[selected]
+        loc, conf, points = (output[0] for output in self._session.run(None, {"input": tensor}))
+        selected = np.flatnonzero(conf[:, 1] > self.config.score_threshold)
+        anchors = _anchors(image.shape[1], image.shape[0])[selected]
+        loc, points, scores = loc[selected], points[selected], conf[selected, 1]
         centers = anchors[:, :2] + anchors[:, 2:] * loc[:, :2] * CENTER_VARIANCE
         extents = anchors[:, 2:] * np.exp(loc[:, 2:] * SIZE_VARIANCE)
-        size = np.array([width, height], dtype=np.float32)
+        size = np.array([image.shape[1], image.shape[0]], dtype=np.float32) / min(scale, 1.0)
         corners = np.hstack((centers - extents / 2, centers + extents / 2)) * np.tile(size, 2)
         landmarks = (anchors[:, None, :2] + anchors[:, None, 2:]
                      * points.reshape(-1, 5, 2) * CENTER_VARIANCE) * size
-        keep = non_max_suppression(corners, scores, self.config.nms_threshold)
-        detections = []
-        for index in keep:
-            x1, y1, x2, y2 = (corners[index] / scale).tolist()
-            if min(x2 - x1, y2 - y1) < self.config.min_face:
-                continue
-            detections.append(Detection((x1, y1, x2 - x1, y2 - y1), float(scores[index]),
-                                        landmarks[index] / scale))
-        return sorted(detections, key=lambda face: face.area, reverse=True)
+        return corners, scores, landmarks
+
