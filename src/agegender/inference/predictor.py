@@ -168,7 +168,7 @@ class Predictor:
         if isinstance(image, np.ndarray):
             analysed = _Analysed(file or "", self.find_faces(image), None)
         else:
-            analysed = self._analyse(Path(image))
+            analysed = self._analyse_item(_Item(Path(image)), keep_image=False)
         return self._predict_batch([analysed])[0].rows
 
     def predict_paths(self, paths: Iterable[Path], workers: int = 1, keep_images: bool = False,
@@ -190,9 +190,6 @@ class Predictor:
                 yield from self._predict_batch(pending)
                 pending, faces = [], 0
         yield from self._predict_batch(pending)
-
-    def _analyse(self, path: Path, keep_image: bool = False) -> _Analysed:
-        return self._analyse_item(_Item(path), keep_image)
 
     def _analyse_item(self, item: _Item, keep_image: bool) -> _Analysed:
         file = str(item.path)

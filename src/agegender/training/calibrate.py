@@ -22,6 +22,7 @@ from agegender.models.age_distribution import age_interval
 from agegender.models.deploy import INTERVAL_COVERAGE, Calibration, model_outputs
 from agegender.training.batches import make_batch
 from agegender.training.checkpoint import load_model, read_checkpoint, serialize_checkpoint
+from agegender.training.config import TrainConfig
 
 log = logging.getLogger("agegender")
 
@@ -29,8 +30,8 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.1), np.log(20.0), 265))
 """Candidate temperatures, 2 % apart."""
 
 
-def _collect(model: torch.nn.Module, data: LabelledFaces, rows: np.ndarray, config, flip: bool
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _collect(model: torch.nn.Module, data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
+             flip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(rows), 256):
