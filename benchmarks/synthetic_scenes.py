@@ -21,23 +21,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+from peer_comparison import read_test_faces
 
-from agegender.data import assign_splits, find_split_file, open_source
 from agegender.evaluation.scenes import evaluate_scenes
-from agegender.imageio import ImageReadError
 from agegender.inference.predictor import Predictor
 
 
 def read_test_crops(data: Path) -> list[np.ndarray]:
-    source = open_source(data)
-    split_file = find_split_file(data)
-    splits = assign_splits(source.records, split_file)
-    indices = [i for i, split in enumerate(splits) if split == "test"]
-    crops = {}
-    for index, image in source.iter_images(indices):
-        if not isinstance(image, ImageReadError):
-            crops[index] = image
-    return [crops[i] for i in indices if i in crops]
+    """The decoded `split == test` crops, as the peer comparison reads them."""
+    return read_test_faces(data, limit=None, seed=0)[0]
 
 
 def main() -> None:
