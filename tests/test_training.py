@@ -23,7 +23,7 @@ from agegender.training.checkpoint import (
     save_checkpoint,
 )
 from agegender.training.config import AugmentConfig
-from agegender.training.trainer import multitask_loss
+from agegender.training.trainer import distillation_loss, multitask_loss, resolve_device
 from tests.conftest import synthetic_faces
 
 TINY = TrainConfig(
@@ -197,3 +197,66 @@ def test_training_calibrates_the_best_checkpoint_on_validation_data(tmp_path):
                                 < payload["calibration_figures"]["val_mae_flip_false"])
     deployed, _ = load_deployed(tmp_path / "best.pt")
     assert deployed.calibration == calibration
+
+
+def _tiny_transfer(size: int = 32) -> TrainConfig:
+    return dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1),
+        preprocessing=Preprocessing(size=size), age_loss="dldl", epochs=1)
+
+
+def test_distillation_loss_is_smallest_where_the_student_matches_its_teachers():
+    teacher_female = torch.tensor([0.9, 0.2])
+    teacher_ages = torch.softmax(torch.randn(2, 101, generator=torch.Generator().manual_seed(0)),
+                                 -1)
+    matching = distillation_loss(torch.logit(teacher_female), teacher_ages.log(), teacher_female,
+                                 teacher_ages)
+    for gender_logit, age_logits in ((torch.logit(teacher_female) + 1, teacher_ages.log()),
+                                     (torch.logit(teacher_female), teacher_ages.log().flip(-1))):
+        assert distillation_loss(gender_logit, age_logits, teacher_female,
+                                 teacher_ages) > matching + 1e-3
+
+
+def test_a_student_trains_against_its_teachers_and_refuses_other_preprocessing(tmp_path):
+    data = synthetic_faces(48, 32)
+    Trainer(_tiny_transfer(), data, tmp_path / "teacher").fit()
+    teachers = [str(tmp_path / "teacher" / "best.pt")] * 2
+    student = dataclasses.replace(_tiny_transfer(), teachers=teachers, seed=1)
+    trainer = Trainer(student, data, tmp_path / "student")
+    assert len(trainer.teachers) == 2
+    assert not any(p.requires_grad for t in trainer.teachers for p in t.parameters())
+    trainer.fit()
+    assert np.isfinite(float(_log(tmp_path / "student")[0]["train_loss"]))
+    assert read_checkpoint(tmp_path / "student" / "best.pt")["config"]["teachers"] == teachers
+    with pytest.raises(ValueError, match="other preprocessing"):
+        Trainer(dataclasses.replace(_tiny_transfer(48), teachers=teachers),
+                synthetic_faces(48, 48), tmp_path / "mismatch")
+    with pytest.raises(ValueError, match="distillation needs a transfer model"):
+        dataclasses.replace(TINY, teachers=teachers)
+
+
+def test_device_auto_falls_back_to_the_cpu_and_a_missing_gpu_is_named():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_packed_faces_round_trip_with_labels_and_near_identical_pixels(tmp_path):
+    from tools.packed_faces import pack_faces, unpack
+
+    data = synthetic_faces(40, 32)
+    ramp = np.linspace(0, 200, 32)
+    data.images[:] = (ramp[None, :, None, None] + ramp[None, None, :, None] / 5
+                      + data.gender[:, None, None, None] * 40).astype(np.uint8)  # photo-smooth
+    rows = data.rows("train")
+    pack_faces(data, rows, tmp_path / "faces.npz")
+    unpacked = unpack(tmp_path / "faces.npz")
+    assert unpacked.images.shape == (len(rows), 32, 32, 3)
+    np.testing.assert_array_equal(unpacked.gender, data.gender[rows])
+    np.testing.assert_array_equal(unpacked.age, data.age[rows])
+    assert list(unpacked.split) == ["train"] * len(rows)
+    error = np.abs(unpacked.images.astype(float) - data.images[rows]).mean()
+    assert error < 3  # WebP at quality 85 is lossy, not wrong

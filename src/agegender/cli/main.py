@@ -41,9 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--lr", type=float)
     model.add_argument("--age-loss", choices=["mae", "mse", "dldl"])
     model.add_argument("--seed", type=int)
+    model.add_argument("--teacher", action="append", type=str, metavar="CKPT",
+                       help="distil from this checkpoint (repeat for an ensemble of teachers)")
+    model.add_argument("--distill-weight", type=float,
+                       help="weight of the distillation loss against the labels' loss")
     run = train.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="run folder")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--device", default="auto",
+                     help="cpu, cuda or cuda:N; auto (default) takes a GPU when PyTorch sees one")
 
     calibrate = commands.add_parser(
         "calibrate", help="fit flip averaging, gender and age-interval calibration on the "
@@ -96,9 +102,10 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = get_preset(args.preset).with_overrides(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_loss=args.age_loss,
-            seed=args.seed, limit=args.limit)
+            seed=args.seed, limit=args.limit, teachers=args.teacher,
+            distill_weight=args.distill_weight)
     metrics = train(config, args.data, args.out, resume=args.resume,
-                    split_file=args.split_file, cache_dir=args.cache_dir)
+                    split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)
     if metrics:
         print(_headline(metrics, f"{args.out / 'metrics.json'}"))
     return EXIT_OK

@@ -16,10 +16,15 @@ def _uniform(count: int, spread: float, generator: torch.Generator) -> torch.Ten
 
 def augment_batch(images: torch.Tensor, config: AugmentConfig,
                   generator: torch.Generator) -> torch.Tensor:
-    """Random flip, rotation, zoom, shift, brightness and contrast on an N×C×H×W batch in [0, 1]."""
+    """Random flip, rotation, zoom, shift, brightness and contrast on an N×C×H×W batch in [0, 1].
+
+    The random draws come from the CPU `generator` whatever device `images` is on, so a seeded
+    run augments identically on a CPU and on a GPU.
+    """
+    device = images.device
     count = images.shape[0]
     if config.flip:
-        flipped = torch.rand(count, generator=generator) < 0.5
+        flipped = (torch.rand(count, generator=generator) < 0.5).to(device)
         images = torch.where(flipped[:, None, None, None], images.flip(3), images)
     if config.rotation_degrees or config.zoom or config.shift:
         angle = _uniform(count, math.radians(config.rotation_degrees), generator)
@@ -31,11 +36,11 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
         theta[:, 1, 1] = torch.cos(angle) / scale
         theta[:, 0, 2] = _uniform(count, config.shift * 2, generator)  # grid spans [-1, 1]
         theta[:, 1, 2] = _uniform(count, config.shift * 2, generator)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        grid = F.affine_grid(theta.to(device), list(images.shape), align_corners=False)
         images = F.grid_sample(images, grid, padding_mode="reflection", align_corners=False)
     if config.contrast or config.brightness:
-        contrast = 1 + _uniform(count, config.contrast, generator)[:, None, None, None]
-        brightness = _uniform(count, config.brightness, generator)[:, None, None, None]
+        contrast = 1 + _uniform(count, config.contrast, generator).to(device)[:, None, None, None]
+        brightness = _uniform(count, config.brightness, generator).to(device)[:, None, None, None]
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
         images = ((images - mean) * contrast + mean + brightness).clamp(0, 1)
     return images

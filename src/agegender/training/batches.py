@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -14,14 +16,18 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
-               generator: torch.Generator | None) -> Batch:
-    """Images (augmented when a generator is given), gender and age labels of `rows`."""
+               generator: torch.Generator | None, device: torch.device | str = "cpu") -> Batch:
+    """Images (augmented when a generator is given), gender and age labels of `rows`, on `device`.
+
+    The uint8 pixels travel to the device before conversion and augmentation, which then run there.
+    """
     rows = np.sort(rows)  # sorted reads are sequential in the memory-mapped cache
-    images = torch.from_numpy(np.asarray(data.images[rows])).permute(0, 3, 1, 2)
+    images = torch.from_numpy(np.asarray(data.images[rows])).to(device).permute(0, 3, 1, 2)
     images = images.float().div_(255)
     if generator is not None:
         images = augment_batch(images, config.augment, generator)
     images = standardize(images, config.preprocessing, channels_first=True,
-                         as_array=torch.as_tensor).contiguous(
+                         as_array=partial(torch.as_tensor, device=images.device)).contiguous(
         memory_format=torch.channels_last)
-    return images, torch.from_numpy(data.gender[rows]), torch.from_numpy(data.age[rows])
+    return (images, torch.from_numpy(data.gender[rows]).to(device),
+            torch.from_numpy(data.age[rows]).to(device))

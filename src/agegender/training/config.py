@@ -45,6 +45,10 @@ class TrainConfig:
     calibrate_flip: bool = True
     """Let calibration keep horizontal-flip averaging when it helps on validation (it doubles
     the model's cost per face)."""
+    teachers: list[str] = field(default_factory=list)
+    """Knowledge distillation: checkpoints (same preprocessing) whose averaged gender probability
+    and age distribution on each augmented batch the model also learns to match."""
+    distill_weight: float = 1.0
     seed: int = 0
     limit: int | None = None
 
@@ -54,6 +58,8 @@ class TrainConfig:
         if (self.age_loss == "dldl") != (self.model.architecture == "transfer"):
             raise ValueError("the 'dldl' age loss goes with (and only with) a transfer model, "
                              "whose age head predicts a distribution")
+        if self.teachers and self.model.architecture != "transfer":
+            raise ValueError("distillation needs a transfer model (its age head is a distribution)")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,12 @@ from agegender.models.age_distribution import dldl_loss
 from agegender.models.factory import create_model
 from agegender.training.batches import make_batch
 from agegender.training.calibrate import calibrate_checkpoint
-from agegender.training.checkpoint import read_checkpoint, save_checkpoint, write_config
+from agegender.training.checkpoint import (
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+    write_config,
+)
 from agegender.training.config import TrainConfig
 
 log = logging.getLogger("agegender")
@@ -95,6 +101,15 @@ def multitask_loss(gender_logit: torch.Tensor, age: torch.Tensor, gender_true: t
     return loss, age_err, gender_hit
 
 
+def distillation_loss(gender_logit: torch.Tensor, age_logits: torch.Tensor,
+                      teacher_prob_female: torch.Tensor, teacher_age_distribution: torch.Tensor
+                      ) -> torch.Tensor:
+    """Cross-entropy to the teachers' soft targets: gender probability and age distribution."""
+    gender = F.binary_cross_entropy_with_logits(gender_logit, teacher_prob_female)
+    age = -(teacher_age_distribution * F.log_softmax(age_logits, dim=-1)).sum(-1).mean()
+    return gender + age
+
+
 def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     """Adam parameter groups: a pretrained backbone (when the model has one) at its own rate."""
     backbone = getattr(model, "backbone", None)
@@ -109,8 +124,10 @@ def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]
 class Trainer:
     """Owns one run directory: checkpoints, config, log, curves and final test metrics."""
 
-    def __init__(self, config: TrainConfig, data: LabelledFaces, out_dir: Path):
+    def __init__(self, config: TrainConfig, data: LabelledFaces, out_dir: Path,
+                 device: str = "cpu"):
         self.config = config
+        self.device = torch.device(device)
         self.data = data
         self.out_dir = out_dir
         self.prep = config.preprocessing
@@ -119,13 +136,15 @@ class Trainer:
         if len(self.train_rows) == 0:
             raise ValueError("the training split is empty")
         torch.manual_seed(config.seed)
-        self.model = create_model(config.model, self.prep).to(memory_format=torch.channels_last)
+        self.model = create_model(config.model, self.prep).to(
+            self.device, memory_format=torch.channels_last)
         groups = _parameter_groups(self.model, config)
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=[group["lr"] for group in groups],
             total_steps=config.epochs * self.steps_per_epoch, pct_start=config.warmup_fraction)
+        self.teachers = [self._load_teacher(Path(path)) for path in config.teachers]
         self.epoch = 0
         self.best_val_loss = math.inf
         self.epochs_without_improvement = 0
@@ -146,10 +165,14 @@ class Trainer:
                    f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
         for start in bar:
             images, gender, age = make_batch(
-                self.data, order[start:start + self.config.batch_size], self.config, generator)
-            gender_logit, age_pred, *age_logits = self.model(images)
+                self.data, order[start:start + self.config.batch_size], self.config, generator,
+                self.device)
+            gender_logit, age_pred, *age_logits = self._forward(images)
             loss, age_err, gender_hit = multitask_loss(
                 gender_logit, age_pred, gender, age, self.config, *age_logits)
+            if self.teachers:
+                loss = loss + self.config.distill_weight * distillation_loss(
+                    gender_logit, age_logits[0], *self._teach(images))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -170,12 +193,41 @@ class Trainer:
         with torch.inference_mode():
             for start in range(0, len(self.val_rows), 256):
                 images, gender, age = make_batch(
-                    self.data, self.val_rows[start:start + 256], self.config, None)
-                gender_logit, age_pred, *age_logits = self.model(images)
+                    self.data, self.val_rows[start:start + 256], self.config, None, self.device)
+                gender_logit, age_pred, *age_logits = self._forward(images)
                 loss, age_err, gender_hit = multitask_loss(
                     gender_logit, age_pred, gender, age, self.config, *age_logits)
                 totals.add(loss.item(), age_err, gender_hit)
         return totals.stats()
+
+    def _load_teacher(self, path: Path) -> torch.nn.Module:
+        teacher, teacher_config = load_model(path)
+        if json.dumps(asdict(teacher_config.preprocessing)) != json.dumps(asdict(self.prep)):
+            raise ValueError(f"teacher {path} was trained with other preprocessing "
+                             f"({teacher_config.preprocessing}) than this run ({self.prep})")
+        return teacher.to(self.device, memory_format=torch.channels_last).requires_grad_(False)
+
+    @torch.no_grad()
+    def _teach(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teachers' mean probability of female and mean age distribution on this batch."""
+        prob_female, age_distribution = 0.0, 0.0
+        for teacher in self.teachers:
+            with self._autocast():
+                gender_logit, _, age_logits = teacher(images)
+            prob_female = prob_female + torch.sigmoid(gender_logit.float())
+            age_distribution = age_distribution + F.softmax(age_logits.float(), dim=-1)
+        return prob_female / len(self.teachers), age_distribution / len(self.teachers)
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 mixed precision on a GPU; losses are computed in float32 outside it."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.device.type == "cuda")
+
+    def _forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The model's outputs in float32."""
+        with self._autocast():
+            outputs = self.model(images)
+        return [output.float() for output in outputs]
 
     def fit(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +271,7 @@ class Trainer:
     def resume(self) -> None:
         """Continue from `last.pt`: weights, optimizer, schedule and early-stopping state."""
         payload = read_checkpoint(self.out_dir / "last.pt")
-        self.model.load_state_dict(payload["model_state"])
+        self.model.load_state_dict(payload["model_state"])  # copied onto the model's device
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.scheduler.load_state_dict(payload["scheduler_state"])
         # a resume may extend --epochs: stretch the remaining schedule to the new length
@@ -272,8 +324,18 @@ def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:.5f}"
 
 
+def resolve_device(name: str) -> str:
+    """`auto` → `cuda` when PyTorch sees a GPU, else `cpu`; other names are checked and kept."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: PyTorch sees no CUDA GPU on this machine")
+    return name
+
+
 def train(config: TrainConfig, data_path: Path, out_dir: Path, resume: bool = False,
-          split_file: Path | None = None, cache_dir: Path | None = None) -> dict:
+          split_file: Path | None = None, cache_dir: Path | None = None,
+          device: str = "auto") -> dict:
     """Load data, train (or resume), then evaluate the best checkpoint on the test split."""
     if not resume and (out_dir / "last.pt").exists():
         raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it "
@@ -282,10 +344,16 @@ def train(config: TrainConfig, data_path: Path, out_dir: Path, resume: bool = Fa
     started = time.perf_counter()
     data = load_labelled_faces(data_path, config.preprocessing, split_file=split_file,
                                limit=config.limit, seed=config.seed, cache_dir=cache_dir)
-    data_seconds = time.perf_counter() - started
+    return train_on_faces(config, data, out_dir, resume=resume, device=device,
+                          data_seconds=time.perf_counter() - started)
+
+
+def train_on_faces(config: TrainConfig, data: LabelledFaces, out_dir: Path, resume: bool = False,
+                   device: str = "auto", data_seconds: float = 0.0) -> dict:
+    """Train on faces already decoded, calibrate on validation, evaluate on test."""
     log.info("data ready in %.1fs: %s", data_seconds,
              ", ".join(f"{s} {len(data.rows(s))}" for s in ("train", "val", "test")))
-    trainer = Trainer(config, data, out_dir)
+    trainer = Trainer(config, data, out_dir, device=resolve_device(device))
     if resume:
         trainer.resume()
     trainer.fit()
