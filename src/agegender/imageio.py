@@ -48,20 +48,26 @@ def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndar
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    raise ImageReadError(
-                        name, f"image too large ({image.width}x{image.height} pixels)"
-                    )
+                    raise ImageReadError(name, _too_large(image.width, image.height))
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
     except ImageReadError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageReadError(name, f"image too large, refused as a possible decompression bomb "
+                                   f"({error})") from error
+    except (OSError, SyntaxError, ValueError) as error:
         reason = str(error) or type(error).__name__
         if "cannot identify image file" in reason:
             reason = "not an image file"
         raise ImageReadError(name, reason) from error
+
+
+def _too_large(width: int, height: int) -> str:
+    return (f"image too large: {width}x{height} is {width * height / 1e6:.0f} megapixels, over "
+            f"the {MAX_PIXELS / 1e6:.0f}-megapixel limit (refused as a possible decompression "
+            "bomb)")
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

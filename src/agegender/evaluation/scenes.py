@@ -16,6 +16,8 @@ from PIL import Image, ImageFilter
 
 from agegender.inference.predictor import FaceResult, Predictor
 
+SIDE_BANDS = ((40, 80), (80, 150), (150, 301))
+
 
 @dataclass
 class PlacedFace:
@@ -105,7 +107,7 @@ def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, 
     rng = np.random.default_rng(seed)
     alone: dict[int, FaceResult] = {}
     true_faces = found = false_positives = 0
-    age_differences, same_gender = [], []
+    age_differences, same_gender, sides = [], [], []
     seconds = 0.0
     for _ in range(scenes):
         chosen = [int(i) for i in rng.choice(len(crops), size=int(rng.integers(2, 7)),
@@ -123,6 +125,7 @@ def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, 
                 alone[face.index] = predictor.predict(crops[face.index])[0]
             age_differences.append(abs(row.age - alone[face.index].age))
             same_gender.append(row.gender == alone[face.index].gender)
+            sides.append(np.sqrt(face.area))
     return {
         "scenes": scenes, "true_faces": true_faces, "detected": found,
         "recall": found / true_faces, "false_positives": false_positives,
@@ -130,4 +133,20 @@ def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, 
         "age_mae_scene_vs_crop": float(np.mean(age_differences)),
         "gender_agreement": float(np.mean(same_gender)),
         "seconds_per_scene": seconds / scenes,
+        "agreement_by_face_side": _agreement_by_side(np.array(sides), np.array(age_differences),
+                                                     np.array(same_gender)),
     }
+
+
+def _agreement_by_side(sides: np.ndarray, age_differences: np.ndarray,
+                       same_gender: np.ndarray) -> dict[str, dict]:
+    """Scene-vs-crop agreement per band of pasted face side: small faces lose the most detail."""
+    bands = {}
+    for low, high in SIDE_BANDS:
+        inside = (sides >= low) & (sides < high)
+        if inside.any():
+            bands[f"{low}-{high} px"] = {
+                "faces": int(inside.sum()),
+                "age_mae_scene_vs_crop": float(age_differences[inside].mean()),
+                "gender_agreement": float(same_gender[inside].mean())}
+    return bands
