@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--scenes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peer-venv", type=Path, default=Path(".venv-peer"))
     args = parser.parse_args()
     crops = read_test_crops(args.data)
     rng = np.random.default_rng(args.seed)
@@ -81,7 +82,7 @@ def main() -> None:
         for number, scene in enumerate(scenes):
             Image.fromarray(scene).save(Path(folder) / f"{number:04d}.png")
         output = Path(folder) / "dlib.json"
-        subprocess.run([str(ensure_peer_venv() / "bin" / "python"), str(WORKER), folder,
+        subprocess.run([str(ensure_peer_venv(args.peer_venv)), str(WORKER), folder,
                         str(output), "0", "1"], check=True)
         for upsample, per_file in json.loads(output.read_text()).items():
             ordered = [per_file[f"{number:04d}.png"] for number in range(len(scenes))]

@@ -43,7 +43,7 @@ def test_decode_refuses_decompression_bombs(tmp_path, monkeypatch):
     monkeypatch.setattr(imageio, "MAX_PIXELS", 100)
     path = tmp_path / "big.png"
     Image.new("RGB", (20, 20)).save(path)
-    with pytest.raises(ImageReadError, match="too large: 20x20 .* over the 0-megapixel limit"):
+    with pytest.raises(ImageReadError, match=r"too large: 20x20 .* over the 0-megapixel limit"):
         decode_image(path)
 
 

@@ -260,3 +260,21 @@ def test_packed_faces_round_trip_with_labels_and_near_identical_pixels(tmp_path)
     assert list(unpacked.split) == ["train"] * len(rows)
     error = np.abs(unpacked.images.astype(float) - data.images[rows]).mean()
     assert error < 3  # WebP at quality 85 is lossy, not wrong
+
+
+def test_consistency_term_vanishes_for_identical_views_and_acts_on_augmented_ones(tmp_path):
+    still = AugmentConfig(flip=False, rotation_degrees=0, zoom=0, shift=0, brightness=0,
+                          contrast=0)
+    base = dataclasses.replace(_tiny_transfer(), model=dataclasses.replace(
+        _tiny_transfer().model, dropout=0.0))
+    data = synthetic_faces(48, 32)
+
+    def first_loss(name: str, **changes) -> float:
+        Trainer(dataclasses.replace(base, **changes), data, tmp_path / name).fit()
+        return float(_log(tmp_path / name)[0]["train_loss"])
+
+    plain = first_loss("plain", augment=still)
+    assert first_loss("same-views", augment=still, consistency_weight=5.0) == pytest.approx(
+        plain, rel=1e-4)
+    augmented = first_loss("augmented")
+    assert first_loss("consistent", consistency_weight=5.0) > augmented + 1e-3

@@ -78,7 +78,8 @@ def train(args: argparse.Namespace) -> None:
     config = _config(args).with_overrides(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         early_stopping_patience=args.patience, gender_loss_weight=args.gender_weight,
-        teachers=args.teacher, distill_weight=args.distill_weight)
+        teachers=args.teacher, distill_weight=args.distill_weight,
+        consistency_weight=args.consistency_weight)
     if data.images.shape[1] != config.preprocessing.size:
         raise SystemExit(f"{args.packed} holds {data.images.shape[1]}-px faces, "
                          f"the configuration wants {config.preprocessing.size}")
@@ -103,7 +104,7 @@ def main() -> None:
     trainer.add_argument("--teacher", action="append", metavar="CKPT")
     for name, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
                        ("--seed", int), ("--patience", int), ("--gender-weight", float),
-                       ("--distill-weight", float)):
+                       ("--distill-weight", float), ("--consistency-weight", float)):
         trainer.add_argument(name, type=kind)
     for command in (packer, trainer):
         command.add_argument("--preset", default="transfer-mobilenet_v2")

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="distil from this checkpoint (repeat for an ensemble of teachers)")
     model.add_argument("--distill-weight", type=float,
                        help="weight of the distillation loss against the labels' loss")
+    model.add_argument("--consistency-weight", type=float,
+                       help="penalise disagreement between two augmentations of each face")
     run = train.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="run folder")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -103,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
         config = get_preset(args.preset).with_overrides(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_loss=args.age_loss,
             seed=args.seed, limit=args.limit, teachers=args.teacher,
-            distill_weight=args.distill_weight)
+            distill_weight=args.distill_weight, consistency_weight=args.consistency_weight)
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)
     if metrics:

@@ -49,6 +49,10 @@ class TrainConfig:
     """Knowledge distillation: checkpoints (same preprocessing) whose averaged gender probability
     and age distribution on each augmented batch the model also learns to match."""
     distill_weight: float = 1.0
+    consistency_weight: float = 0.0
+    """Above 0, each batch is also seen under a second augmentation, and the two predictions'
+    disagreement (gender probability and age distribution) is penalised with this weight, so
+    the model's output moves less when a detector frames a face a few pixels differently."""
     seed: int = 0
     limit: int | None = None
 

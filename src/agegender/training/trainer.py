@@ -173,6 +173,10 @@ class Trainer:
             if self.teachers:
                 loss = loss + self.config.distill_weight * distillation_loss(
                     gender_logit, age_logits[0], *self._teach(images))
+            if self.config.consistency_weight:
+                loss = loss + self.config.consistency_weight * self._consistency(
+                    order[start:start + self.config.batch_size], generator, gender_logit,
+                    age_logits[0])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -217,6 +221,18 @@ class Trainer:
             prob_female = prob_female + torch.sigmoid(gender_logit.float())
             age_distribution = age_distribution + F.softmax(age_logits.float(), dim=-1)
         return prob_female / len(self.teachers), age_distribution / len(self.teachers)
+
+    def _consistency(self, rows: np.ndarray, generator: torch.Generator,
+                     gender_logit: torch.Tensor, age_logits: torch.Tensor) -> torch.Tensor:
+        """Disagreement between this view's predictions and those of a second augmentation of
+        the same faces (both views carry gradients)."""
+        other, _, _ = make_batch(self.data, rows, self.config, generator, self.device)
+        other_gender, _, other_age = self._forward(other)
+        gender = F.mse_loss(torch.sigmoid(gender_logit), torch.sigmoid(other_gender))
+        log_p, log_q = F.log_softmax(age_logits, -1), F.log_softmax(other_age, -1)
+        age = 0.5 * (F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
+                     + F.kl_div(log_q, log_p, log_target=True, reduction="batchmean"))
+        return gender + age
 
     def _autocast(self) -> torch.autocast:
         """bfloat16 mixed precision on a GPU; losses are computed in float32 outside it."""
