@@ -2,7 +2,6 @@
 
 from agegender.training.config import AugmentConfig, TrainConfig
 from agegender.training.presets import PRESETS, get_preset
-from agegender.training.trainer import Trainer, train, train_on_faces
+from agegender.training.trainer import Trainer, train
 
-__all__ = ["PRESETS", "AugmentConfig", "TrainConfig", "Trainer", "get_preset", "train",
-           "train_on_faces"]
+__all__ = ["PRESETS", "AugmentConfig", "TrainConfig", "Trainer", "get_preset", "train"]

@@ -164,9 +164,8 @@ class Trainer:
         bar = tqdm(range(0, len(order), self.config.batch_size), desc=f"epoch {self.epoch + 1}"
                    f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
         for start in bar:
-            images, gender, age = make_batch(
-                self.data, order[start:start + self.config.batch_size], self.config, generator,
-                self.device)
+            rows = order[start:start + self.config.batch_size]
+            images, gender, age = make_batch(self.data, rows, self.config, generator, self.device)
             gender_logit, age_pred, *age_logits = self._forward(images)
             loss, age_err, gender_hit = multitask_loss(
                 gender_logit, age_pred, gender, age, self.config, *age_logits)
@@ -175,8 +174,7 @@ class Trainer:
                     gender_logit, age_logits[0], *self._teach(images))
             if self.config.consistency_weight:
                 loss = loss + self.config.consistency_weight * self._consistency(
-                    order[start:start + self.config.batch_size], generator, gender_logit,
-                    age_logits[0])
+                    rows, generator, gender_logit, age_logits[0])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
