@@ -17,17 +17,29 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
                generator: torch.Generator | None, device: torch.device | str = "cpu") -> Batch:
-    """Images (augmented when a generator is given), gender and age labels of `rows`, on `device`.
+    """Images (augmented when a generator is given), gender and age labels of `rows`."""
+    pixels, gender, age = read_batch(data, rows, device)
+    return model_input(pixels, config, generator), gender, age
 
-    The uint8 pixels travel to the device before conversion and augmentation, which then run there.
+
+def read_batch(data: LabelledFaces, rows: np.ndarray, device: torch.device | str = "cpu"
+               ) -> Batch:
+    """N×C×H×W pixels in [0, 1], gender and age labels of `rows`, on `device`.
+
+    The uint8 pixels travel to the device before conversion, so augmentation runs there.
     """
     rows = np.sort(rows)  # sorted reads are sequential in the memory-mapped cache
-    images = torch.from_numpy(np.asarray(data.images[rows])).to(device).permute(0, 3, 1, 2)
-    images = images.float().div_(255)
-    if generator is not None:
-        images = augment_batch(images, config.augment, generator)
-    images = standardize(images, config.preprocessing, channels_first=True,
-                         as_array=partial(torch.as_tensor, device=images.device)).contiguous(
-        memory_format=torch.channels_last)
-    return (images, torch.from_numpy(data.gender[rows]).to(device),
+    pixels = torch.from_numpy(np.asarray(data.images[rows])).to(device).permute(0, 3, 1, 2)
+    return (pixels.float().div_(255), torch.from_numpy(data.gender[rows]).to(device),
             torch.from_numpy(data.age[rows]).to(device))
+
+
+def model_input(pixels: torch.Tensor, config: TrainConfig,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """Pixels in [0, 1] → the model's input (augmented when a generator is given); `pixels`
+    is left unchanged, so one read can give several augmented views."""
+    if generator is not None:
+        pixels = augment_batch(pixels, config.augment, generator)
+    return standardize(pixels, config.preprocessing, channels_first=True,
+                       as_array=partial(torch.as_tensor, device=pixels.device)).contiguous(
+        memory_format=torch.channels_last)

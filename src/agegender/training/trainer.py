@@ -23,7 +23,7 @@ from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
 from agegender.models.age_distribution import dldl_loss
 from agegender.models.factory import create_model
-from agegender.training.batches import make_batch
+from agegender.training.batches import make_batch, model_input, read_batch
 from agegender.training.calibrate import calibrate_checkpoint
 from agegender.training.checkpoint import (
     load_model,
@@ -165,7 +165,8 @@ class Trainer:
                    f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
         for start in bar:
             rows = order[start:start + self.config.batch_size]
-            images, gender, age = make_batch(self.data, rows, self.config, generator, self.device)
+            pixels, gender, age = read_batch(self.data, rows, self.device)
+            images = model_input(pixels, self.config, generator)
             gender_logit, age_pred, *age_logits = self._forward(images)
             loss, age_err, gender_hit = multitask_loss(
                 gender_logit, age_pred, gender, age, self.config, *age_logits)
@@ -174,7 +175,7 @@ class Trainer:
                     gender_logit, age_logits[0], *self._teach(images))
             if self.config.consistency_weight:
                 loss = loss + self.config.consistency_weight * self._consistency(
-                    rows, generator, gender_logit, age_logits[0])
+                    pixels, generator, gender_logit, age_logits[0])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -220,12 +221,11 @@ class Trainer:
             age_distribution = age_distribution + F.softmax(age_logits.float(), dim=-1)
         return prob_female / len(self.teachers), age_distribution / len(self.teachers)
 
-    def _consistency(self, rows: np.ndarray, generator: torch.Generator,
+    def _consistency(self, pixels: torch.Tensor, generator: torch.Generator,
                      gender_logit: torch.Tensor, age_logits: torch.Tensor) -> torch.Tensor:
         """Disagreement between this view's predictions and those of a second augmentation of
         the same faces (both views carry gradients)."""
-        other, _, _ = make_batch(self.data, rows, self.config, generator, self.device)
-        other_gender, _, other_age = self._forward(other)
+        other_gender, _, other_age = self._forward(model_input(pixels, self.config, generator))
         gender = F.mse_loss(torch.sigmoid(gender_logit), torch.sigmoid(other_gender))
         log_p, log_q = F.log_softmax(age_logits, -1), F.log_softmax(other_age, -1)
         age = 0.5 * (F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
