@@ -23,7 +23,12 @@ from agegender.training.checkpoint import (
     save_checkpoint,
 )
 from agegender.training.config import AugmentConfig
-from agegender.training.trainer import distillation_loss, multitask_loss, resolve_device
+from agegender.training.trainer import (
+    distillation_loss,
+    multitask_loss,
+    resolve_device,
+    soft_gender_loss,
+)
 from tests.conftest import synthetic_faces
 
 TINY = TrainConfig(
@@ -236,6 +241,51 @@ def test_a_student_trains_against_its_teachers_and_refuses_other_preprocessing(t
         dataclasses.replace(TINY, teachers=teachers)
 
 
+def test_soft_gender_loss_masks_rows_without_a_teacher_probability():
+    logits = torch.tensor([2.0, -1.0, 0.5])
+    with_gap = soft_gender_loss(logits, torch.tensor([0.9, float("nan"), 0.4]))
+    assert torch.isclose(with_gap, soft_gender_loss(logits[[0, 2]], torch.tensor([0.9, 0.4])))
+    assert soft_gender_loss(logits, torch.full((3,), float("nan"))).item() == 0.0
+    assert soft_gender_loss(torch.logit(torch.tensor([0.9])), torch.tensor([0.9])) < \
+        soft_gender_loss(torch.logit(torch.tensor([0.5])), torch.tensor([0.9]))
+
+
+def test_soft_targets_join_on_file_names_and_change_training(tmp_path):
+    data = synthetic_faces(48, 32)
+    base = dataclasses.replace(_tiny_transfer(), seed=3)
+    names = np.array([f"{i}.png" for i in range(0, 48, 2)])  # every other image has a target
+    table = tmp_path / "soft.npz"
+    np.savez(table, name=names, prob_female=np.full(len(names), 0.5, np.float32))
+    taught = Trainer(dataclasses.replace(base, soft_targets=str(table), distill_weight=5.0),
+                     data, tmp_path / "taught")
+    assert np.isnan(taught.soft_female[1::2]).all() and (taught.soft_female[::2] == 0.5).all()
+    taught.fit()
+    Trainer(base, data, tmp_path / "plain").fit()
+    assert _log(tmp_path / "taught")[0]["train_loss"] != _log(tmp_path / "plain")[0]["train_loss"]
+    np.savez(tmp_path / "other.npz", name=np.array(["unknown.png"]), prob_female=np.ones(1))
+    with pytest.raises(ValueError, match="lists none"):
+        Trainer(dataclasses.replace(base, soft_targets=str(tmp_path / "other.npz")), data,
+                tmp_path / "none")
+    np.savez(tmp_path / "bad.npz", wrong=np.ones(1))
+    with pytest.raises(ValueError, match="not a soft-target table"):
+        Trainer(dataclasses.replace(base, soft_targets=str(tmp_path / "bad.npz")), data,
+                tmp_path / "bad")
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_model(tmp_path):
+    data = synthetic_faces(48, 32)
+    Trainer(_tiny_transfer(), data, tmp_path / "first").fit()
+    start = read_checkpoint(tmp_path / "first" / "best.pt")["model_state"]
+    tuned = Trainer(dataclasses.replace(_tiny_transfer(), seed=5,
+                                        init_checkpoint=str(tmp_path / "first" / "best.pt")),
+                    data, tmp_path / "tuned")
+    for name, value in tuned.model.state_dict().items():
+        torch.testing.assert_close(value, start[name])
+    with pytest.raises(ValueError, match="cannot initialise"):
+        Trainer(dataclasses.replace(TINY, init_checkpoint=str(tmp_path / "first" / "best.pt")),
+                data, tmp_path / "other")
+
+
 def test_device_auto_falls_back_to_the_cpu_and_a_missing_gpu_is_named():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -278,3 +328,20 @@ def test_consistency_term_vanishes_for_identical_views_and_acts_on_augmented_one
         plain, rel=1e-4)
     augmented = first_loss("augmented")
     assert first_loss("consistent", consistency_weight=5.0) > augmented + 1e-3
+
+
+def test_face_embedding_teacher_gives_out_of_fold_probabilities_on_training_rows():
+    from tools.face_embedding_teacher import teacher_probabilities
+
+    rng = np.random.default_rng(0)
+    descriptors = rng.normal(size=(300, 16)).astype(np.float32)
+    splits = np.array(["train"] * 240 + ["val"] * 60)
+    noise_labels = rng.integers(0, 2, 300).astype(np.float32)
+    memorised = teacher_probabilities(descriptors, noise_labels, splits)
+    train_accuracy = ((memorised[:240] > 0.5) == (noise_labels[:240] == 1)).mean()
+    assert train_accuracy < 0.65  # a probe scoring its own training rows would memorise them
+    informative = (descriptors[:, 0] > 0).astype(np.float32)
+    informative[5] = np.nan  # an image without a gender label is not fitted
+    learnt = teacher_probabilities(descriptors, informative, splits)
+    assert ((learnt[240:] > 0.5) == (informative[240:] == 1)).mean() > 0.9
+    assert ((learnt[:240] > 0.5) == (descriptors[:240, 0] > 0)).mean() > 0.9

@@ -28,6 +28,10 @@ class FaceRecord:
 
     @property
     def name(self) -> str:
-        """File name used to join with `split.csv` (the part after the last `/` or `::`)."""
-        tail = self.source.rsplit("::", 1)[-1]
-        return tail.rsplit("/", 1)[-1]
+        return source_name(self.source)
+
+
+def source_name(source: str) -> str:
+    """The file name of a record's source (after the last `/` or `::`): the key that joins a
+    record with per-image tables such as `split.csv`, wherever the dataset lives."""
+    return source.rsplit("::", 1)[-1].rsplit("/", 1)[-1]

@@ -49,6 +49,13 @@ class TrainConfig:
     """Knowledge distillation: checkpoints (same preprocessing) whose averaged gender probability
     and age distribution on each augmented batch the model also learns to match."""
     distill_weight: float = 1.0
+    soft_targets: str | None = None
+    """Offline distillation: a `.npz` of `name` (image file name, as in `split.csv`) and
+    `prob_female` arrays: a teacher's gender probability per training image, e.g. from
+    `tools/face_embedding_teacher.py`, learnt with `distill_weight` beside the true labels.
+    Images it does not list train on labels alone."""
+    init_checkpoint: str | None = None
+    """Fine-tuning: start from this checkpoint's weights (same model configuration)."""
     consistency_weight: float = 0.0
     """Above 0, each batch is also seen under a second augmentation, and the two predictions'
     disagreement (gender probability and age distribution) is penalised with this weight, so

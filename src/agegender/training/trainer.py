@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from agegender.atomic import write_json_atomic
 from agegender.data.labelled import LabelledFaces, load_labelled_faces
+from agegender.data.records import source_name
 from agegender.evaluation.evaluate import evaluate_rows, summarize
 from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
@@ -110,6 +111,31 @@ def distillation_loss(gender_logit: torch.Tensor, age_logits: torch.Tensor,
     return gender + age
 
 
+def soft_gender_loss(gender_logit: torch.Tensor, prob_female: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to precomputed teacher probabilities; rows without one (NaN) are masked."""
+    known = ~torch.isnan(prob_female)
+    if not known.any():
+        return gender_logit.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(gender_logit[known], prob_female[known])
+
+
+def _soft_targets(path: Path, sources: list[str]) -> np.ndarray:
+    """The teacher's probability of female for each row of the data (NaN where not listed),
+    joined on the image's file name as `split.csv` is."""
+    try:
+        with np.load(path) as table:
+            by_name = dict(zip(table["name"].tolist(), table["prob_female"].tolist(),
+                               strict=True))
+    except (OSError, KeyError, ValueError) as error:
+        raise ValueError(f"{path}: not a soft-target table with 'name' and 'prob_female' "
+                         f"arrays ({error})") from error
+    targets = np.array([by_name.get(source_name(source), np.nan) for source in sources],
+                       dtype=np.float32)
+    if np.isnan(targets).all():
+        raise ValueError(f"{path}: lists none of this data's images")
+    return targets
+
+
 def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     """Adam parameter groups: a pretrained backbone (when the model has one) at its own rate."""
     backbone = getattr(model, "backbone", None)
@@ -138,6 +164,10 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, self.prep).to(
             self.device, memory_format=torch.channels_last)
+        if config.init_checkpoint:
+            self._load_initial_weights(Path(config.init_checkpoint))
+        self.soft_female = (_soft_targets(Path(config.soft_targets), data.sources)
+                            if config.soft_targets else None)
         groups = _parameter_groups(self.model, config)
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
@@ -164,7 +194,8 @@ class Trainer:
         bar = tqdm(range(0, len(order), self.config.batch_size), desc=f"epoch {self.epoch + 1}"
                    f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
         for start in bar:
-            rows = order[start:start + self.config.batch_size]
+            # sorted as read_batch reads them, so per-row extras line up with its labels
+            rows = np.sort(order[start:start + self.config.batch_size])
             pixels, gender, age = read_batch(self.data, rows, self.device)
             images = model_input(pixels, self.config, generator)
             gender_logit, age_pred, *age_logits = self._forward(images)
@@ -173,6 +204,9 @@ class Trainer:
             if self.teachers:
                 loss = loss + self.config.distill_weight * distillation_loss(
                     gender_logit, age_logits[0], *self._teach(images))
+            if self.soft_female is not None:
+                loss = loss + self.config.distill_weight * soft_gender_loss(
+                    gender_logit, torch.from_numpy(self.soft_female[rows]).to(self.device))
             if self.config.consistency_weight:
                 loss = loss + self.config.consistency_weight * self._consistency(
                     pixels, generator, gender_logit, age_logits[0])
@@ -202,6 +236,13 @@ class Trainer:
                     gender_logit, age_pred, gender, age, self.config, *age_logits)
                 totals.add(loss.item(), age_err, gender_hit)
         return totals.stats()
+
+    def _load_initial_weights(self, path: Path) -> None:
+        payload = read_checkpoint(path)
+        if payload["config"]["model"] != asdict(self.config.model):
+            raise ValueError(f"{path} holds another model ({payload['config']['model']}) than "
+                             f"this run's ({asdict(self.config.model)}); it cannot initialise it")
+        self.model.load_state_dict(payload["model_state"])
 
     def _load_teacher(self, path: Path) -> torch.nn.Module:
         teacher, teacher_config = load_model(path)
