@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="distil from this checkpoint (repeat for an ensemble of teachers)")
     model.add_argument("--distill-weight", type=float,
                        help="weight of the distillation loss against the labels' loss")
+    model.add_argument("--soft-targets", type=str, metavar="NPZ",
+                       help="offline distillation: per-image teacher gender probabilities "
+                            "(tools/face_embedding_teacher.py), weighted by --distill-weight")
+    model.add_argument("--init", type=str, metavar="CKPT",
+                       help="fine-tune: start from this checkpoint's weights (same model)")
     model.add_argument("--consistency-weight", type=float,
                        help="penalise disagreement between two augmentations of each face")
     run = train.add_argument_group("run")
@@ -105,7 +110,8 @@ def _train(args: argparse.Namespace) -> int:
         config = get_preset(args.preset).with_overrides(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_loss=args.age_loss,
             seed=args.seed, limit=args.limit, teachers=args.teacher,
-            distill_weight=args.distill_weight, consistency_weight=args.consistency_weight)
+            distill_weight=args.distill_weight, soft_targets=args.soft_targets,
+            init_checkpoint=args.init, consistency_weight=args.consistency_weight)
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)
     if metrics:
@@ -153,7 +159,8 @@ def _predict(args: argparse.Namespace) -> int:
         missing = [(argument, reason) for argument, reason in missing if argument not in done]
         log.info("resuming: %d files already in %s, %d to go", len(done), args.output,
                  len(paths))
-    predictor = Predictor(args.model, batch_size=args.batch_size)
+    predictor = Predictor(args.model, batch_size=args.batch_size,
+                          detector_threads=1 if args.workers > 1 else 0)
     failed = faces = without_face = 0
     with ResultWriter(RESULT_COLUMNS, args.output, append=args.resume) as writer:
         for argument, reason in missing:

@@ -124,7 +124,11 @@ class Predictor:
     """
 
     def __init__(self, model: Path | str | ModelBackend | None = None, batch_size: int = 32,
-                 detector: FaceDetector | None = None):
+                 detector: FaceDetector | None = None, detector_threads: int = 0):
+        """`detector_threads`: onnxruntime threads of the default detector, 0 = all cores.
+        With several `predict_paths` workers, 1 is faster: each worker then detects on its own
+        core instead of all of them contending for one shared thread pool (on 2 cores, 600
+        mixed images took 39.9 s instead of 44.2 s)."""
         if model is None:
             model = bundled_model_path()
         # The detector runs between model calls, so the model's threads should not spin.
@@ -132,7 +136,8 @@ class Predictor:
                         else model)
         self.batch_size = batch_size
         self.preprocessing = self.backend.preprocessing
-        self.detector = detector or (FaceDetector() if self.preprocessing.align else None)
+        self.detector = detector or (FaceDetector(threads=detector_threads)
+                                     if self.preprocessing.align else None)
 
     def find_faces(self, image: np.ndarray) -> list[FoundFace]:
         """Canonical crops of the faces in an RGB uint8 image, largest first."""
