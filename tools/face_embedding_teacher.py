@@ -33,6 +33,8 @@ import numpy as np
 import torch
 
 from agegender.data import assign_splits, find_split_file, open_source
+from agegender.data.base import FaceSource
+from agegender.data.labelled import label_array
 from agegender.imageio import ImageReadError
 
 FOLDS = 5
@@ -72,9 +74,8 @@ def _describe(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray]:
     return index, np.asarray(network.compute_face_descriptor(chip), dtype=np.float32)
 
 
-def compute_descriptors(data: Path, workers: int) -> dict[str, np.ndarray]:
+def compute_descriptors(source: FaceSource, workers: int) -> dict[str, np.ndarray]:
     """file name → descriptor for every readable record; unreadable ones are reported."""
-    source = open_source(data)
     indices = list(range(len(source.records)))
 
     def readable():
@@ -141,19 +142,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    source = open_source(args.data)
     if args.descriptors.is_file():
         with np.load(args.descriptors) as cached:
             table = dict(zip(cached["name"].tolist(), cached["descriptor"], strict=True))
     else:
-        table = compute_descriptors(args.data, args.workers)
+        table = compute_descriptors(source, args.workers)
         args.descriptors.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.descriptors, name=np.array(list(table)),
                  descriptor=np.stack(list(table.values())))
-    source = open_source(args.data)
     splits = np.array(assign_splits(source.records, find_split_file(args.data), seed=args.seed))
     rows = [i for i, record in enumerate(source.records) if record.name in table]
-    female = np.array([np.nan if source.records[i].gender is None else source.records[i].gender
-                       for i in rows], dtype=np.float32)
+    female = label_array([source.records[i].gender for i in rows])
     probabilities = teacher_probabilities(
         np.stack([table[source.records[i].name] for i in rows]), female, splits[rows], args.seed)
     for split in ("train", "val", "test"):

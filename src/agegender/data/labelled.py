@@ -32,7 +32,8 @@ class LabelledFaces:
         return np.arange(len(self.split)) if split == "all" else np.flatnonzero(self.split == split)
 
 
-def _label_array(values: list) -> np.ndarray:
+def label_array(values: list) -> np.ndarray:
+    """Labels as float32, a missing one (None) as NaN, the masked form every loss expects."""
     return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
 
 
@@ -57,9 +58,9 @@ def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
     records = [source.records[i] for i in indices[keep]]
     return LabelledFaces(
         images=images,
-        age=_label_array([r.age for r in records]),
-        gender=_label_array([r.gender for r in records]),
-        race=_label_array([r.race for r in records]),
+        age=label_array([r.age for r in records]),
+        gender=label_array([r.gender for r in records]),
+        race=label_array([r.race for r in records]),
         sources=[r.source for r in records],
         split=splits[indices[keep]],
     )
