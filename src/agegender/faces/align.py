@@ -40,21 +40,23 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.hstack((scale * rotation, shift[:, None]))
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
-    """The size×size RGB uint8 canonical crop of the face whose 5 points are `landmarks`.
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
+               template: np.ndarray = CANONICAL_TEMPLATE) -> np.ndarray:
+    """The size×size RGB uint8 crop of the face whose 5 points are `landmarks`, mapped onto
+    `template` (in units of the crop side; the canonical one unless another network's is given).
 
     Strong reductions are done first with a box filter (`Image.reduce`), so a face in a
     24-megapixel photo is not aliased by a single bilinear step.
     """
     pil = Image.fromarray(image)
     points = np.asarray(landmarks, dtype=np.float64)
-    matrix = similarity_transform(points, CANONICAL_TEMPLATE * size)
+    matrix = similarity_transform(points, template * size)
     scale = float(np.hypot(*matrix[:, 0]))
     factor = int(1.0 / scale) // 2
     if factor >= 2:
         pil = pil.reduce(factor)
         points = points / factor
-        matrix = similarity_transform(points, CANONICAL_TEMPLATE * size)
+        matrix = similarity_transform(points, template * size)
     inverse = np.linalg.inv(np.vstack((matrix, [0.0, 0.0, 1.0])))[:2]
     warped = pil.transform((size, size), Image.Transform.AFFINE, tuple(inverse.ravel()),
                            resample=Image.Resampling.BILINEAR)
