@@ -365,3 +365,15 @@ def test_arcface_teacher_descriptor_is_a_unit_vector_that_ignores_mirroring(arch
     assert first.shape == (512,) and np.linalg.norm(first) == pytest.approx(1.0, abs=1e-5)
     assert first @ mirrored > 0.9  # 0.94-0.97 on the first 4 images; other faces: 0.02-0.34
     assert first @ other < 0.5
+
+
+def test_read_batch_keeps_the_order_of_the_rows_it_is_given():
+    from agegender.training.batches import read_batch
+
+    data = synthetic_faces(12, 16)
+    rows = np.array([9, 2, 7, 2, 0])
+    pixels, gender, age = read_batch(data, rows)
+    assert torch.equal(age, torch.from_numpy(data.age[rows]))
+    assert torch.equal(gender, torch.from_numpy(data.gender[rows]))
+    expected = torch.from_numpy(data.images[rows]).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(pixels, expected)

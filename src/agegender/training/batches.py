@@ -24,12 +24,13 @@ def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
 
 def read_batch(data: LabelledFaces, rows: np.ndarray, device: torch.device | str = "cpu"
                ) -> Batch:
-    """N×C×H×W pixels in [0, 1], gender and age labels of `rows`, on `device`.
+    """N×C×H×W pixels in [0, 1], gender and age labels of `rows` in the order given, on `device`.
 
     The uint8 pixels travel to the device before conversion, so augmentation runs there.
     """
-    rows = np.sort(rows)  # sorted reads are sequential in the memory-mapped cache
-    pixels = torch.from_numpy(np.asarray(data.images[rows])).to(device).permute(0, 3, 1, 2)
+    ascending = np.argsort(rows, kind="stable")  # sequential reads in the memory-mapped cache
+    images = np.asarray(data.images[rows[ascending]])[np.argsort(ascending)]
+    pixels = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)
     return (pixels.float().div_(255), torch.from_numpy(data.gender[rows]).to(device),
             torch.from_numpy(data.age[rows]).to(device))
 
