@@ -194,7 +194,8 @@ class Trainer:
         bar = tqdm(range(0, len(order), self.config.batch_size), desc=f"epoch {self.epoch + 1}"
                    f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
         for start in bar:
-            # sorted: the batch reads the memory-mapped cache sequentially
+            # sorted: the order decides which row gets which random augmentation, so seeded
+            # runs (and resumes) repeat those started since soft targets came in
             rows = np.sort(order[start:start + self.config.batch_size])
             pixels, gender, age = read_batch(self.data, rows, self.device)
             images = model_input(pixels, self.config, generator)
