@@ -25,6 +25,7 @@ from agegender.training.checkpoint import (
 from agegender.training.config import AugmentConfig
 from agegender.training.trainer import (
     distillation_loss,
+    embedding_loss,
     multitask_loss,
     resolve_device,
     soft_gender_loss,
@@ -270,6 +271,42 @@ def test_soft_targets_join_on_file_names_and_change_training(tmp_path):
     with pytest.raises(ValueError, match="not a soft-target table"):
         Trainer(dataclasses.replace(base, soft_targets=str(tmp_path / "bad.npz")), data,
                 tmp_path / "bad")
+
+
+def test_embedding_loss_masks_missing_rows_and_ignores_the_embedding_scale():
+    target = torch.tensor([[1.0, 0.0], [float("nan"), float("nan")], [0.0, 1.0]])
+    aligned = torch.tensor([[3.0, 0.0], [5.0, 5.0], [0.0, 0.5]])
+    assert embedding_loss(aligned, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert embedding_loss(aligned.flip(-1), target).item() == pytest.approx(1.0)
+    assert embedding_loss(aligned, torch.full((3, 2), float("nan"))).item() == 0.0
+
+
+def test_feature_distillation_learns_the_descriptors_and_resumes_its_head(tmp_path):
+    data = synthetic_faces(48, 32)
+    names = np.array([f"{i}.png" for i in range(48)])
+    descriptors = np.random.default_rng(0).normal(size=(48, 8)).astype(np.float32)
+    table = tmp_path / "teacher.npz"
+    np.savez(table, name=names, prob_female=np.full(48, 0.5, np.float32), descriptor=descriptors)
+    config = dataclasses.replace(_tiny_transfer(), soft_targets=str(table), distill_weight=0.0,
+                                 embedding_weight=1.0, epochs=2)
+    trainer = Trainer(config, data, tmp_path / "run")
+    assert trainer.embedding_head.out_features == 8
+    np.testing.assert_array_equal(trainer.teacher_embedding, descriptors)
+    head_before = trainer.embedding_head.weight.detach().clone()
+    trainer.fit()
+    assert not torch.equal(trainer.embedding_head.weight, head_before)  # it was optimised
+    resumed = Trainer(config, data, tmp_path / "run")
+    resumed.resume()
+    torch.testing.assert_close(resumed.embedding_head.weight, trainer.embedding_head.weight)
+    # the exported model is the plain one: no trace of the training-only head
+    assert not any("embedding" in key for key in
+                   read_checkpoint(tmp_path / "run" / "best.pt")["model_state"])
+    np.savez(tmp_path / "no_descriptors.npz", name=names, prob_female=np.ones(48))
+    with pytest.raises(ValueError, match="'descriptor'"):
+        Trainer(dataclasses.replace(config, soft_targets=str(tmp_path / "no_descriptors.npz")),
+                data, tmp_path / "bad")
+    with pytest.raises(ValueError, match="needs soft_targets"):
+        dataclasses.replace(config, soft_targets=None)
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_model(tmp_path):

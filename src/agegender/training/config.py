@@ -54,6 +54,12 @@ class TrainConfig:
     `prob_female` arrays: a teacher's gender probability per training image, e.g. from
     `tools/face_embedding_teacher.py`, learnt with `distill_weight` beside the true labels.
     Images it does not list train on labels alone."""
+    embedding_weight: float = 0.0
+    """Feature distillation: above 0, the soft-target file must also hold `descriptor` (a
+    face-recognition network's embedding of each image), which a linear map from the backbone's
+    pooled features learns to match (cosine distance, this weight). The map exists only during
+    training, so the exported model and its cost are unchanged; what it carries over is a face
+    network's features, richer than its one gender probability."""
     init_checkpoint: str | None = None
     """Fine-tuning: start from this checkpoint's weights (same model configuration)."""
     consistency_weight: float = 0.0
@@ -71,6 +77,10 @@ class TrainConfig:
                              "whose age head predicts a distribution")
         if self.teachers and self.model.architecture != "transfer":
             raise ValueError("distillation needs a transfer model (its age head is a distribution)")
+        if self.embedding_weight and not (self.soft_targets
+                                          and self.model.architecture == "transfer"):
+            raise ValueError("feature distillation (embedding_weight) needs soft_targets with "
+                             "descriptors and a transfer model")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -119,30 +119,44 @@ def soft_gender_loss(gender_logit: torch.Tensor, prob_female: torch.Tensor) -> t
     return F.binary_cross_entropy_with_logits(gender_logit[known], prob_female[known])
 
 
-def _soft_targets(path: Path, sources: list[str]) -> np.ndarray:
-    """The teacher's probability of female for each row of the data (NaN where not listed),
-    joined on the image's file name as `split.csv` is."""
+def embedding_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine distance to a teacher's face embedding; rows without one (NaN) are masked."""
+    known = ~torch.isnan(target).any(-1)
+    if not known.any():
+        return predicted.sum() * 0.0
+    return (1 - F.cosine_similarity(predicted[known], target[known], dim=-1)).mean()
+
+
+def _teacher_table(path: Path, sources: list[str], key: str) -> np.ndarray:
+    """The `key` array of a teacher table (`tools/face_embedding_teacher.py`) for each row of
+    the data, NaN where the image is not listed, joined on the file name as `split.csv` is."""
     try:
         with np.load(path) as table:
-            by_name = dict(zip(table["name"].tolist(), table["prob_female"].tolist(),
-                               strict=True))
+            names, values = table["name"].tolist(), np.asarray(table[key], dtype=np.float32)
     except (OSError, KeyError, ValueError) as error:
-        raise ValueError(f"{path}: not a soft-target table with 'name' and 'prob_female' "
-                         f"arrays ({error})") from error
-    targets = np.array([by_name.get(source_name(source), np.nan) for source in sources],
-                       dtype=np.float32)
-    if np.isnan(targets).all():
+        raise ValueError(f"{path}: not a soft-target table with 'name' and {key!r} arrays "
+                         f"({error})") from error
+    if len(names) != len(values):
+        raise ValueError(f"{path}: {len(names)} names but {len(values)} rows of {key!r}")
+    position = {name: index for index, name in enumerate(names)}
+    found = np.array([position.get(source_name(source), -1) for source in sources])
+    if (found < 0).all():
         raise ValueError(f"{path}: lists none of this data's images")
-    return targets
+    joined = np.full((len(sources), *values.shape[1:]), np.nan, dtype=np.float32)
+    joined[found >= 0] = values[found[found >= 0]]
+    return joined
 
 
-def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
-    """Adam parameter groups: a pretrained backbone (when the model has one) at its own rate."""
+def _parameter_groups(model: torch.nn.Module, config: TrainConfig,
+                      extra_heads: list[torch.nn.Parameter]) -> list[dict]:
+    """Adam parameter groups: a pretrained backbone (when the model has one) at its own rate;
+    `extra_heads` are training-only heads that learn at the heads' rate."""
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         return [{"params": list(model.parameters()), "lr": config.lr}]
     backbone_ids = {id(parameter) for parameter in backbone.parameters()}
     heads = [parameter for parameter in model.parameters() if id(parameter) not in backbone_ids]
+    heads += extra_heads
     return [{"params": list(backbone.parameters()), "lr": config.lr * config.backbone_lr_scale},
             {"params": heads, "lr": config.lr}]
 
@@ -166,9 +180,16 @@ class Trainer:
             self.device, memory_format=torch.channels_last)
         if config.init_checkpoint:
             self._load_initial_weights(Path(config.init_checkpoint))
-        self.soft_female = (_soft_targets(Path(config.soft_targets), data.sources)
-                            if config.soft_targets else None)
-        groups = _parameter_groups(self.model, config)
+        self.soft_female = (_teacher_table(Path(config.soft_targets), data.sources,
+                                           "prob_female") if config.soft_targets else None)
+        self.embedding_head, self.teacher_embedding = None, None
+        if config.embedding_weight:
+            self.teacher_embedding = _teacher_table(Path(config.soft_targets), data.sources,
+                                                    "descriptor")
+            self.embedding_head = torch.nn.Linear(
+                self.model.num_features, self.teacher_embedding.shape[1]).to(self.device)
+        groups = _parameter_groups(self.model, config, [] if self.embedding_head is None
+                                   else list(self.embedding_head.parameters()))
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -199,9 +220,16 @@ class Trainer:
             rows = np.sort(order[start:start + self.config.batch_size])
             pixels, gender, age = read_batch(self.data, rows, self.device)
             images = model_input(pixels, self.config, generator)
-            gender_logit, age_pred, *age_logits = self._forward(images)
+            if self.embedding_head is None:
+                gender_logit, age_pred, *age_logits = self._forward(images)
+            else:
+                features, (gender_logit, age_pred, *age_logits) = self._forward_features(images)
             loss, age_err, gender_hit = multitask_loss(
                 gender_logit, age_pred, gender, age, self.config, *age_logits)
+            if self.embedding_head is not None:
+                loss = loss + self.config.embedding_weight * embedding_loss(
+                    self.embedding_head(features),
+                    torch.from_numpy(self.teacher_embedding[rows]).to(self.device))
             if self.teachers:
                 loss = loss + self.config.distill_weight * distillation_loss(
                     gender_logit, age_logits[0], *self._teach(images))
@@ -285,6 +313,14 @@ class Trainer:
             outputs = self.model(images)
         return [output.float() for output in outputs]
 
+    def _forward_features(self, images: torch.Tensor
+                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The backbone's pooled features and the model's outputs, in float32."""
+        with self._autocast():
+            features = self.model.backbone(images)
+            outputs = self.model.forward_head(features)
+        return features.float(), [output.float() for output in outputs]
+
     def fit(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_config(self.out_dir / "config.yaml", self.config)
@@ -322,7 +358,9 @@ class Trainer:
             self.out_dir / "last.pt", self.model, self.config, epoch=self.epoch,
             optimizer_state=self.optimizer.state_dict(),
             scheduler_state=self.scheduler.state_dict(), best_val_loss=self.best_val_loss,
-            epochs_without_improvement=self.epochs_without_improvement)
+            epochs_without_improvement=self.epochs_without_improvement,
+            embedding_head_state=(None if self.embedding_head is None
+                                  else self.embedding_head.state_dict()))
 
     def resume(self) -> None:
         """Continue from `last.pt`: weights, optimizer, schedule and early-stopping state."""
@@ -330,6 +368,8 @@ class Trainer:
         self.model.load_state_dict(payload["model_state"])  # copied onto the model's device
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.scheduler.load_state_dict(payload["scheduler_state"])
+        if self.embedding_head is not None:
+            self.embedding_head.load_state_dict(payload["embedding_head_state"])
         # a resume may extend --epochs: stretch the remaining schedule to the new length
         self.scheduler.total_steps = self.config.epochs * self.steps_per_epoch
         self.epoch = payload["epoch"]
