@@ -193,6 +193,12 @@ def test_worker_threads_give_the_same_rows_in_the_same_order(aligned_checkpoint,
     assert [rows[0].error for rows in serial[:-1]] == [NO_FACE, None, None, NO_FACE, None, None]
     assert serial[-1][0].error and serial[-1][0].age is None
     assert serial[2][0].w * serial[2][0].h >= serial[2][1].w * serial[2][1].h
+    # several workers each detect on one thread of their own; one image at a time uses all cores
+    assert predictor.detector_for(3).threads == 1 and predictor.detector.threads == 0
+    assert predictor.detector_for(3) is predictor.detector_for(2)
+    assert predictor.detector_for(1) is predictor.detector
+    pinned = Predictor(aligned_checkpoint, detector_threads=2)
+    assert pinned.detector_for(3) is pinned.detector and pinned.detector.threads == 2
 
 
 def test_the_python_api_takes_paths_and_arrays(aligned_checkpoint, scene_files, example):

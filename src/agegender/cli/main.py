@@ -163,8 +163,7 @@ def _predict(args: argparse.Namespace) -> int:
         missing = [(argument, reason) for argument, reason in missing if argument not in done]
         log.info("resuming: %d files already in %s, %d to go", len(done), args.output,
                  len(paths))
-    predictor = Predictor(args.model, batch_size=args.batch_size,
-                          detector_threads=1 if args.workers > 1 else 0)
+    predictor = Predictor(args.model, batch_size=args.batch_size)
     failed = faces = without_face = 0
     with ResultWriter(RESULT_COLUMNS, args.output, append=args.resume) as writer:
         for argument, reason in missing:

@@ -124,6 +124,7 @@ class FaceDetector:
         import onnxruntime as ort
 
         self.config = config or DetectorConfig()
+        self.threads = threads
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # Threads that spin after a run steal the cores the age/gender model runs on next.

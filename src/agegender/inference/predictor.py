@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -17,6 +19,8 @@ from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError, decode_image
 from agegender.inference.backends import ModelBackend, load_backend
 from agegender.inference.video import VideoReadError, is_video, iter_frames
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -124,11 +128,12 @@ class Predictor:
     """
 
     def __init__(self, model: Path | str | ModelBackend | None = None, batch_size: int = 32,
-                 detector: FaceDetector | None = None, detector_threads: int = 0):
-        """`detector_threads`: onnxruntime threads of the default detector, 0 = all cores.
-        With several `predict_paths` workers, 1 is faster: each worker then detects on its own
-        core instead of all of them contending for one shared thread pool (on 2 cores, 600
-        mixed images took 39.9 s instead of 44.2 s)."""
+                 detector: FaceDetector | None = None, detector_threads: int | None = None):
+        """`detector_threads`: onnxruntime threads of the default detector; None (automatic)
+        uses all cores for one image at a time and one thread per worker in `predict_paths`
+        with several workers, so that each worker detects on its own core instead of all of
+        them contending for one shared pool (on 2 cores, 600 mixed images took 39.9 s instead
+        of 44.2 s)."""
         if model is None:
             model = bundled_model_path()
         # The detector runs between model calls, so the model's threads should not spin.
@@ -136,17 +141,23 @@ class Predictor:
                         else model)
         self.batch_size = batch_size
         self.preprocessing = self.backend.preprocessing
-        self.detector = detector or (FaceDetector(threads=detector_threads)
+        self.detector = detector or (FaceDetector(threads=detector_threads or 0)
                                      if self.preprocessing.align else None)
+        automatic = detector is None and detector_threads is None and self.detector is not None
+        self._worker_detector = (_Lazy(lambda: FaceDetector(self.detector.config, threads=1))
+                                 if automatic else None)
 
-    def find_faces(self, image: np.ndarray) -> list[FoundFace]:
-        """Canonical crops of the faces in an RGB uint8 image, largest first."""
+    def find_faces(self, image: np.ndarray, detector: FaceDetector | None = None
+                   ) -> list[FoundFace]:
+        """Canonical crops of the faces in an RGB uint8 image, largest first (found by
+        `detector`, by default the predictor's own)."""
+        detector = detector or self.detector
         height, width = image.shape[:2]
-        detections = self.detector.detect(image) if self.detector is not None else []
+        detections = detector.detect(image) if detector is not None else []
         if detections:
             return [FoundFace(canonical_crop(image, self.preprocessing, detection),
                               detection.box, detection.score) for detection in detections]
-        if self.detector is None or max(height, width) <= CROP_FALLBACK_MAX_SIDE:
+        if detector is None or max(height, width) <= CROP_FALLBACK_MAX_SIDE:
             return [FoundFace(canonical_crop(image, self.preprocessing, None),
                               (0.0, 0.0, float(width), float(height)), None)]
         return []
@@ -187,8 +198,9 @@ class Predictor:
         pending: list[_Analysed] = []
         faces = 0
         items = _items(paths, every)
-        for analysed in _ordered_map(lambda item: self._analyse_item(item, keep_images), items,
-                                     workers):
+        detector = self.detector_for(workers)
+        for analysed in _ordered_map(
+                lambda item: self._analyse_item(item, keep_images, detector), items, workers):
             pending.append(analysed)
             faces += len(analysed.faces) if isinstance(analysed.faces, list) else 0
             if faces >= self.batch_size or len(pending) >= self.batch_size:
@@ -196,7 +208,14 @@ class Predictor:
                 pending, faces = [], 0
         yield from self._predict_batch(pending)
 
-    def _analyse_item(self, item: _Item, keep_image: bool) -> _Analysed:
+    def detector_for(self, workers: int) -> FaceDetector | None:
+        """The detector `predict_paths` uses with this many worker threads."""
+        if workers > 1 and self._worker_detector is not None:
+            return self._worker_detector.get()
+        return self.detector
+
+    def _analyse_item(self, item: _Item, keep_image: bool,
+                      detector: FaceDetector | None = None) -> _Analysed:
         file = str(item.path)
         if item.error is not None:
             return _Analysed(file, item.error, None)
@@ -206,7 +225,7 @@ class Predictor:
                 image = decode_image(item.path, source=file)
             except ImageReadError as error:
                 return _Analysed(file, error, None)
-        return _Analysed(file, self.find_faces(image), image if keep_image else None,
+        return _Analysed(file, self.find_faces(image, detector), image if keep_image else None,
                          item.frame, item.time)
 
     def _predict_batch(self, batch: list[_Analysed]) -> list[ImageResult]:
@@ -230,6 +249,21 @@ class Predictor:
                         for index, face in enumerate(item.faces)]
             results.append(ImageResult(item.file, rows, item.image, item.frame))
         return results
+
+
+class _Lazy(Generic[T]):
+    """A value built on first use, once, even when several threads ask at the same time."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = self._build()
+            return self._value
 
 
 def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
