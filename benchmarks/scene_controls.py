@@ -7,12 +7,17 @@ noise (the scene benchmark's background), or noise with the crop rotated by 20°
 and alignment then see the same face at other pixel offsets. Any difference is the model's
 sensitivity to that, not to resolution.
 
+A last control leaves the detector out: the crop's own detected landmarks are moved together
+by 0.5, 1 or 2 px in a random direction before alignment, so the face is framed a little
+differently and nothing else changes.
+
     python benchmarks/scene_controls.py --data ../shared/data/utkface/UTKFace.tar.gz [--faces 150]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +25,7 @@ from PIL import Image
 from synthetic_scenes import read_test_crops
 
 from agegender.evaluation.scenes import background
+from agegender.faces.canonical import canonical_crop
 from agegender.inference.predictor import Predictor
 
 CANVAS = 400
@@ -58,6 +64,34 @@ def main() -> None:
                 agreements.append(rows[0].gender == alone.gender)
         print(f"{control:>20}: {len(differences)} faces found, |Δ age| "
               f"{np.mean(differences):.2f} years, gender agreement {np.mean(agreements):.3f}")
+    shifted_landmarks(predictor, crops, rng.choice(len(crops), size=args.faces, replace=False),
+                      rng)
+
+
+def shifted_landmarks(predictor: Predictor, crops: list[np.ndarray], chosen: np.ndarray,
+                      rng: np.random.Generator) -> None:
+    """Print how far predictions move when the aligned crop is reframed by a fraction of a
+    pixel to 2 px (the landmarks shifted together; same image, same detector output)."""
+    detections = [(crops[index], found[0]) for index in chosen
+                  if (found := predictor.detector.detect(crops[index]))]
+    prep = predictor.preprocessing
+
+    def predict(shift: float) -> tuple[np.ndarray, np.ndarray]:
+        batch = []
+        for crop, detection in detections:
+            angle = rng.uniform(0, 2 * np.pi)
+            moved = detection.landmarks + shift * np.array([np.cos(angle), np.sin(angle)])
+            batch.append(canonical_crop(crop, prep, dataclasses.replace(detection,
+                                                                        landmarks=moved)))
+        out = predictor.backend.predict(np.stack(batch))
+        return out.age, out.prob_female >= 0.5
+
+    age, female = predict(0.0)
+    for shift in (0.5, 1.0, 2.0):
+        moved_age, moved_female = predict(shift)
+        print(f"{f'landmarks + {shift} px':>20}: {len(detections)} faces, |Δ age| "
+              f"{np.abs(moved_age - age).mean():.2f} years, gender agreement "
+              f"{(moved_female == female).mean():.3f}")
 
 
 if __name__ == "__main__":
