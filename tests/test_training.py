@@ -309,6 +309,25 @@ def test_feature_distillation_learns_the_descriptors_and_resumes_its_head(tmp_pa
         dataclasses.replace(config, soft_targets=None)
 
 
+def test_keep_last_puts_the_final_epoch_in_best_pt_even_when_validation_loss_rises(tmp_path):
+    from agegender.training.trainer import EpochStats
+
+    data = synthetic_faces(48, 16)
+    kept_epochs = {}
+    for keep in ("best", "last"):
+        trainer = Trainer(dataclasses.replace(TINY, epochs=3, keep=keep), data, tmp_path / keep)
+        rising = iter([1.0, 2.0, 3.0])  # validation loss worsens every epoch
+        trainer._validate = lambda rising=rising: EpochStats(next(rising), 5.0, 0.5)
+        trainer.fit()
+        kept_epochs[keep] = read_checkpoint(tmp_path / keep / "best.pt")["epoch"]
+    assert kept_epochs == {"best": 1, "last": 3}
+    last = read_checkpoint(tmp_path / "last" / "last.pt")["model_state"]
+    for name, value in read_checkpoint(tmp_path / "last" / "best.pt")["model_state"].items():
+        torch.testing.assert_close(value, last[name])
+    with pytest.raises(ValueError, match="keep must be"):
+        dataclasses.replace(TINY, keep="first")
+
+
 def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_model(tmp_path):
     data = synthetic_faces(48, 32)
     Trainer(_tiny_transfer(), data, tmp_path / "first").fit()

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "--soft-targets, with this weight")
     model.add_argument("--init", type=str, metavar="CKPT",
                        help="fine-tune: start from this checkpoint's weights (same model)")
+    model.add_argument("--keep", choices=["best", "last"],
+                       help="best.pt holds the epoch of lowest validation loss (best, the "
+                            "default, with early stopping) or the last epoch")
     model.add_argument("--consistency-weight", type=float,
                        help="penalise disagreement between two augmentations of each face")
     run = train.add_argument_group("run")
@@ -114,7 +117,7 @@ def _train(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_loss=args.age_loss,
             seed=args.seed, limit=args.limit, teachers=args.teacher,
             distill_weight=args.distill_weight, soft_targets=args.soft_targets,
-            embedding_weight=args.embedding_weight, init_checkpoint=args.init,
+            embedding_weight=args.embedding_weight, keep=args.keep, init_checkpoint=args.init,
             consistency_weight=args.consistency_weight)
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)

@@ -38,6 +38,10 @@ class TrainConfig:
     age_loss_weight: float = 1.0
     gender_loss_weight: float = 1.0
     early_stopping_patience: int = 6
+    keep: str = "best"
+    """Which epoch `best.pt` holds (then calibrated and evaluated): `best`, the lowest
+    validation loss, with early stopping; or `last`, the end of the schedule, for recipes
+    whose validation loss is flat at the end while the figures that matter still improve."""
     freeze_backbone_epochs: int = 0
     """Staged fine-tuning: a pretrained backbone stays frozen for this many first epochs."""
     backbone_lr_scale: float = 1.0
@@ -70,6 +74,8 @@ class TrainConfig:
     limit: int | None = None
 
     def __post_init__(self) -> None:
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
         if self.age_loss not in ("mae", "mse", "dldl"):
             raise ValueError(f"age_loss must be 'mae', 'mse' or 'dldl', not {self.age_loss!r}")
         if (self.age_loss == "dldl") != (self.model.architecture == "transfer"):

@@ -335,9 +335,9 @@ class Trainer:
             val = self._validate()
             self.epoch += 1
             selection_loss = val.loss if val else train.loss
-            improved = selection_loss < self.best_val_loss
+            improved = selection_loss < self.best_val_loss or self.config.keep == "last"
             if improved:
-                self.best_val_loss = selection_loss
+                self.best_val_loss = min(selection_loss, self.best_val_loss)
                 self.epochs_without_improvement = 0
                 save_checkpoint(self.out_dir / "best.pt", self.model, self.config,
                                 epoch=self.epoch, val_loss=selection_loss)
