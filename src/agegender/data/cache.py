@@ -28,9 +28,9 @@ from agegender.preprocessing import Preprocessing
 log = logging.getLogger("agegender")
 
 CACHE_FORMAT_VERSION = 1
-ALIGNMENT_VERSION = 2
-"""Bump when the template or the detector changes; part of the key of aligned caches."""
 """Bump when the stored layout or the resize step changes, so old caches are not reused."""
+ALIGNMENT_VERSION = 3
+"""Bump when the template or the detector changes; part of the key of aligned caches."""
 
 
 @dataclass(frozen=True)
