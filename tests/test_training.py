@@ -125,6 +125,21 @@ def test_augmentation_changes_images_but_keeps_shape_and_range():
     assert torch.equal(augment_batch(images, none, torch.Generator()), images)
 
 
+def test_low_resolution_augmentation_blurs_the_chosen_share_of_faces():
+    from agegender.training.augment import augment_batch
+
+    images = torch.rand(64, 3, 32, 32)  # noise: all detail is fine detail
+    only_low = AugmentConfig(flip=False, rotation_degrees=0, zoom=0, shift=0, brightness=0,
+                             contrast=0, low_resolution=0.5)
+    out = augment_batch(images, only_low, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    changed = (out != images).flatten(1).any(1)
+    assert 16 <= int(changed.sum()) <= 48  # about half
+    # reduced and enlarged back: neighbouring pixels become alike
+    roughness = (out[:, :, :, 1:] - out[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+    assert (roughness[changed] < 0.8 * roughness[~changed].min()).all()
+
+
 def test_config_round_trips_through_a_dict_and_rejects_bad_values():
     assert TrainConfig.from_dict(TINY.to_dict()) == TINY
     with pytest.raises(ValueError, match="age_loss"):

@@ -6,6 +6,7 @@ Thin: parsing here, work in the packages.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "default, with early stopping) or the last epoch")
     model.add_argument("--consistency-weight", type=float,
                        help="penalise disagreement between two augmentations of each face")
+    model.add_argument("--low-resolution", type=float, metavar="SHARE",
+                       help="augmentation: show this share of the faces at 35–100 %% of their "
+                            "resolution, as small faces in photos are")
     run = train.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="run folder")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -119,6 +123,9 @@ def _train(args: argparse.Namespace) -> int:
             distill_weight=args.distill_weight, soft_targets=args.soft_targets,
             embedding_weight=args.embedding_weight, keep=args.keep, init_checkpoint=args.init,
             consistency_weight=args.consistency_weight)
+        if args.low_resolution is not None:
+            config = dataclasses.replace(config, augment=dataclasses.replace(
+                config.augment, low_resolution=args.low_resolution))
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)
     if metrics:

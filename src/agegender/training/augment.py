@@ -9,6 +9,9 @@ import torch.nn.functional as F
 
 from agegender.training.config import AugmentConfig
 
+LOW_RESOLUTION_SCALES = (0.35, 1.0)
+"""Range of the side a low-resolution face is reduced to, relative to the model input."""
+
 
 def _uniform(count: int, spread: float, generator: torch.Generator) -> torch.Tensor:
     return (torch.rand(count, generator=generator) * 2 - 1) * spread
@@ -16,7 +19,8 @@ def _uniform(count: int, spread: float, generator: torch.Generator) -> torch.Ten
 
 def augment_batch(images: torch.Tensor, config: AugmentConfig,
                   generator: torch.Generator) -> torch.Tensor:
-    """Random flip, rotation, zoom, shift, brightness and contrast on an N×C×H×W batch in [0, 1].
+    """Random flip, rotation, zoom, shift, lower resolution, brightness and contrast on an
+    N×C×H×W batch in [0, 1].
 
     The random draws come from the CPU `generator` whatever device `images` is on, so a seeded
     run augments identically on a CPU and on a GPU.
@@ -38,9 +42,30 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
         theta[:, 1, 2] = _uniform(count, config.shift * 2, generator)
         grid = F.affine_grid(theta.to(device), list(images.shape), align_corners=False)
         images = F.grid_sample(images, grid, padding_mode="reflection", align_corners=False)
+    if config.low_resolution:
+        images = _lower_resolution(images, config.low_resolution, generator)
     if config.contrast or config.brightness:
         contrast = 1 + _uniform(count, config.contrast, generator).to(device)[:, None, None, None]
         brightness = _uniform(count, config.brightness, generator).to(device)[:, None, None, None]
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
         images = ((images - mean) * contrast + mean + brightness).clamp(0, 1)
+    return images
+
+
+def _lower_resolution(images: torch.Tensor, share: float, generator: torch.Generator
+                      ) -> torch.Tensor:
+    """`share` of the images reduced (area average) to a random side in
+    `LOW_RESOLUTION_SCALES` of theirs and enlarged back (bilinear), so the model learns to
+    give a small face in a photo the answer it gives the same face at full resolution."""
+    count, height, width = images.shape[0], images.shape[2], images.shape[3]
+    chosen = torch.rand(count, generator=generator) < share
+    low, high = LOW_RESOLUTION_SCALES
+    scales = low + torch.rand(count, generator=generator) * (high - low)
+    images = images.clone()
+    for index in chosen.nonzero().flatten().tolist():
+        size = (max(2, round(height * float(scales[index]))),
+                max(2, round(width * float(scales[index]))))
+        reduced = F.interpolate(images[index:index + 1], size=size, mode="area")
+        images[index:index + 1] = F.interpolate(reduced, size=(height, width), mode="bilinear",
+                                                align_corners=False).clamp(0, 1)
     return images

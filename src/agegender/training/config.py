@@ -18,6 +18,9 @@ class AugmentConfig:
     shift: float = 0.1
     brightness: float = 0.2
     contrast: float = 0.2
+    low_resolution: float = 0.0
+    """Share of faces shown at a lower resolution: reduced to 35–100 % of their side and
+    enlarged back, as a face of 40–110 px in a photo is before it reaches the model."""
 
 
 @dataclass
