@@ -105,24 +105,38 @@ def test_a_face_is_the_score_weighted_vote_of_the_candidates_overlapping_it():
     np.testing.assert_array_equal(alone, landmarks[2])
 
 
-def test_voting_steadies_the_points_of_a_face_framed_a_little_differently(archive):
-    """One anchor's points move by several pixels when the same crop gets a 20-px border;
-    the vote of the candidates around it moves about half as much (1.8 vs 3.5 px on 100
-    test crops)."""
+def test_voting_and_refinement_steady_the_points_of_a_face_framed_differently(archive):
+    """One anchor's points move by several pixels when the same crop gets a 20-px border; the
+    vote of the candidates around it moves about half as much, and refining the points in
+    the face's canonical window halves that again, also for a face turned by 15°."""
     source = open_source(archive)
     crops = [image for _, image in source.iter_images(range(30))]
-    single = FaceDetector(DetectorConfig(vote_overlap=None), threads=1)
-    voting = FaceDetector(threads=1)
+    angle = np.radians(15)
+    turn = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
 
-    def movement(detector: FaceDetector) -> float:
-        moves = []
+    def turned(crop: np.ndarray) -> np.ndarray:
+        canvas = Image.new("RGB", (300, 300))
+        canvas.paste(Image.fromarray(crop), (50, 50))
+        return np.asarray(canvas.rotate(15, resample=Image.Resampling.BICUBIC,
+                                        center=(150, 150)))
+
+    def movement(config: DetectorConfig) -> tuple[float, float]:
+        detector = FaceDetector(config, threads=1)
+        bordered, rotated = [], []
         for crop in crops:
-            (alone, *_), (bordered, *_) = (
-                detector.detect(crop), detector.detect(np.pad(crop, ((20, 20), (20, 20), (0, 0)))))
-            moves.append(np.linalg.norm(bordered.landmarks - 20 - alone.landmarks, axis=1).mean())
-        return float(np.mean(moves))
+            alone = detector.detect(crop)[0].landmarks
+            padded = detector.detect(np.pad(crop, ((20, 20), (20, 20), (0, 0))))[0].landmarks
+            bordered.append(np.linalg.norm(padded - 20 - alone, axis=1).mean())
+            back = (detector.detect(turned(crop))[0].landmarks - 150) @ turn + 100
+            rotated.append(np.linalg.norm(back - alone, axis=1).mean())
+        return float(np.mean(bordered)), float(np.mean(rotated))
 
-    assert movement(voting) < 0.7 * movement(single)
+    single = movement(DetectorConfig(vote_overlap=None, refine_side=None))
+    voted = movement(DetectorConfig(refine_side=None))
+    refined = movement(DetectorConfig())
+    assert voted[0] < 0.7 * single[0]
+    assert refined[0] < 0.7 * voted[0] and refined[1] < 0.6 * voted[1]
+    assert refined[1] < 2.0  # px in a 200-px crop
 
 
 def test_similarity_transform_recovers_rotation_scale_and_shift():

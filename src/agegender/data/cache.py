@@ -29,7 +29,7 @@ log = logging.getLogger("agegender")
 
 CACHE_FORMAT_VERSION = 1
 """Bump when the stored layout or the resize step changes, so old caches are not reused."""
-ALIGNMENT_VERSION = 3
+ALIGNMENT_VERSION = 4
 """Bump when the template or the detector changes; part of the key of aligned caches."""
 
 
