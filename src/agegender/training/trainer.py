@@ -127,23 +127,26 @@ def embedding_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return (1 - F.cosine_similarity(predicted[known], target[known], dim=-1)).mean()
 
 
-def _teacher_table(path: Path, sources: list[str], key: str) -> np.ndarray:
-    """The `key` array of a teacher table (`tools/face_embedding_teacher.py`) for each row of
-    the data, NaN where the image is not listed, joined on the file name as `split.csv` is."""
+def _teacher_tables(path: Path, sources: list[str], keys: list[str]) -> dict[str, np.ndarray]:
+    """The `keys` arrays of a teacher table (`tools/face_embedding_teacher.py`) for each row
+    of the data, NaN where the image is not listed, joined on the file name as `split.csv` is."""
     try:
         with np.load(path) as table:
-            names, values = table["name"].tolist(), np.asarray(table[key], dtype=np.float32)
+            names = table["name"].tolist()
+            arrays = {key: np.asarray(table[key], dtype=np.float32) for key in keys}
     except (OSError, KeyError, ValueError) as error:
-        raise ValueError(f"{path}: not a soft-target table with 'name' and {key!r} arrays "
+        raise ValueError(f"{path}: not a soft-target table with 'name' and {keys} arrays "
                          f"({error})") from error
-    if len(names) != len(values):
-        raise ValueError(f"{path}: {len(names)} names but {len(values)} rows of {key!r}")
     position = {name: index for index, name in enumerate(names)}
     found = np.array([position.get(source_name(source), -1) for source in sources])
     if (found < 0).all():
         raise ValueError(f"{path}: lists none of this data's images")
-    joined = np.full((len(sources), *values.shape[1:]), np.nan, dtype=np.float32)
-    joined[found >= 0] = values[found[found >= 0]]
+    joined = {}
+    for key, values in arrays.items():
+        if len(names) != len(values):
+            raise ValueError(f"{path}: {len(names)} names but {len(values)} rows of {key!r}")
+        joined[key] = np.full((len(sources), *values.shape[1:]), np.nan, dtype=np.float32)
+        joined[key][found >= 0] = values[found[found >= 0]]
     return joined
 
 
@@ -180,12 +183,13 @@ class Trainer:
             self.device, memory_format=torch.channels_last)
         if config.init_checkpoint:
             self._load_initial_weights(Path(config.init_checkpoint))
-        self.soft_female = (_teacher_table(Path(config.soft_targets), data.sources,
-                                           "prob_female") if config.soft_targets else None)
-        self.embedding_head, self.teacher_embedding = None, None
-        if config.embedding_weight:
-            self.teacher_embedding = _teacher_table(Path(config.soft_targets), data.sources,
-                                                    "descriptor")
+        keys = ["prob_female"] + (["descriptor"] if config.embedding_weight else [])
+        tables = (_teacher_tables(Path(config.soft_targets), data.sources, keys)
+                  if config.soft_targets else {})
+        self.soft_female = tables.get("prob_female")
+        self.teacher_embedding = tables.get("descriptor")
+        self.embedding_head = None
+        if self.teacher_embedding is not None:
             self.embedding_head = torch.nn.Linear(
                 self.model.num_features, self.teacher_embedding.shape[1]).to(self.device)
         groups = _parameter_groups(self.model, config, [] if self.embedding_head is None
@@ -335,8 +339,8 @@ class Trainer:
             val = self._validate()
             self.epoch += 1
             selection_loss = val.loss if val else train.loss
-            improved = selection_loss < self.best_val_loss or self.config.keep == "last"
-            if improved:
+            improved = selection_loss < self.best_val_loss
+            if improved or self.config.keep == "last":  # keeping the last: no early stopping
                 self.best_val_loss = min(selection_loss, self.best_val_loss)
                 self.epochs_without_improvement = 0
                 save_checkpoint(self.out_dir / "best.pt", self.model, self.config,
