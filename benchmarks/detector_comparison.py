@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from peer_comparison import ensure_peer_venv
-from synthetic_scenes import read_test_crops
+from synthetic_scenes import read_split_crops
 
 from agegender.evaluation.scenes import make_scene, match_faces
 from agegender.faces.detector import DetectorConfig, FaceDetector
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer-venv", type=Path, default=Path(".venv-peer"))
     args = parser.parse_args()
-    crops = read_test_crops(args.data)
+    crops = read_split_crops(args.data)
     rng = np.random.default_rng(args.seed)
     scenes, placed = [], []
     for _ in range(args.scenes):

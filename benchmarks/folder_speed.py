@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from peer_comparison import ensure_peer_venv
 from PIL import Image
-from synthetic_scenes import read_test_crops
+from synthetic_scenes import read_split_crops
 
 from agegender.evaluation.scenes import make_scene
 
@@ -85,7 +85,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="agegender-folder-"))
     folder = args.folder or work / "images"
     if not folder.is_dir() or not any(folder.iterdir()):
-        build_folder(folder, read_test_crops(args.data), args.crops, args.scenes, args.seed)
+        build_folder(folder, read_split_crops(args.data), args.crops, args.scenes, args.seed)
     images = sum(1 for _ in folder.iterdir())
     times: dict[str, list[float]] = {"ours": [], "peer": []}
     faces: dict[str, int] = {}

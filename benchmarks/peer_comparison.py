@@ -69,14 +69,15 @@ def ensure_peer_venv(venv: Path) -> Path:
     return python
 
 
-def read_test_faces(data: Path, limit: int | None, seed: int) -> tuple[list[np.ndarray], dict]:
-    """Decoded `split == test` crops (archive order), with their labels and names."""
+def read_split_faces(data: Path, limit: int | None, seed: int, split: str = "test"
+                     ) -> tuple[list[np.ndarray], dict]:
+    """Decoded `split == <split>` crops (archive order), with their labels and names."""
     source = open_source(data)
     split_file = find_split_file(data)
     if split_file is None:
         sys.exit(f"{data}: no split.csv beside it; the comparison needs the fixed test split")
     splits = assign_splits(source.records, split_file)
-    indices = [i for i, split in enumerate(splits) if split == "test"]
+    indices = [i for i, assigned in enumerate(splits) if assigned == split]
     total = len(indices)
     if limit is not None and limit < total:
         chosen = np.random.default_rng(seed).choice(indices, size=limit, replace=False)
@@ -89,7 +90,7 @@ def read_test_faces(data: Path, limit: int | None, seed: int) -> tuple[list[np.n
         else:
             faces[index] = image
     if failed:
-        print(f"skipped {len(failed)} unreadable test images: {failed[:3]}", file=sys.stderr)
+        print(f"skipped {len(failed)} unreadable {split} images: {failed[:3]}", file=sys.stderr)
     kept = [i for i in indices if i in faces]
     records = [source.records[i] for i in kept]
     labels = {
@@ -266,7 +267,7 @@ def main() -> None:
     backend = open_model(args.model, args.threads)  # fail on a bad model before decoding
     load_before = os.getloadavg()
     started = time.perf_counter()
-    crops, labels = read_test_faces(args.data, args.limit, args.seed)
+    crops, labels = read_split_faces(args.data, args.limit, args.seed)
     print(f"{len(crops)} test faces of {labels['test_split_size']} "
           f"({time.perf_counter() - started:.0f} s to read)", file=sys.stderr)
     ours = run_ours(backend, crops, args.warmup, args.threads)

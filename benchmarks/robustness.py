@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from synthetic_scenes import read_test_crops
+from synthetic_scenes import read_split_crops
 
 BROKEN_KINDS = ("corrupt", "truncated", "empty", "not_an_image", "bomb", "unreadable")
 
@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    crops = read_test_crops(args.data)
+    crops = read_split_crops(args.data)
     with tempfile.TemporaryDirectory(prefix="agegender-robust-") as tmp:
         results = (broken if args.check == "broken" else memory)(args, crops, Path(tmp))
     print(json.dumps(results, indent=2))

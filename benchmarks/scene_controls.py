@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from synthetic_scenes import read_test_crops
+from synthetic_scenes import read_split_crops
 
 from agegender.evaluation.scenes import background
 from agegender.faces.canonical import canonical_crop
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    crops = read_test_crops(args.data)
+    crops = read_split_crops(args.data)
     rng = np.random.default_rng(args.seed)
     predictor = Predictor(args.model)
     for control in ("black", "noise", "noise, rotated 20°"):

@@ -11,7 +11,9 @@ background. Every face's true place is known, so the script reports:
   alone to `agegender predict` (mean |Δ age| in years, share of equal genders).
 
     python benchmarks/synthetic_scenes.py --data ../shared/data/utkface/UTKFace.tar.gz \
-        [--scenes 200] [--seed 0] [--model M.onnx] [--json FILE]
+        [--scenes 200] [--seed 0] [--model M.onnx] [--split test|val] [--json FILE]
+
+Models are compared on scenes of `--split val` crops; the acceptance figures use test crops.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from peer_comparison import read_test_faces
+from peer_comparison import read_split_faces
 
 from agegender.evaluation.scenes import evaluate_scenes
 from agegender.inference.predictor import Predictor
 
 
-def read_test_crops(data: Path) -> list[np.ndarray]:
-    """The decoded `split == test` crops, as the peer comparison reads them."""
-    return read_test_faces(data, limit=None, seed=0)[0]
+def read_split_crops(data: Path, split: str = "test") -> list[np.ndarray]:
+    """The decoded `split == <split>` crops, as the peer comparison reads them."""
+    return read_split_faces(data, limit=None, seed=0, split=split)[0]
 
 
 def main() -> None:
@@ -38,10 +40,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="default: the bundled model")
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="crops the scenes are made of: val to choose between models")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     predictor = Predictor(args.model)
-    results = evaluate_scenes(predictor, read_test_crops(args.data), args.scenes, args.seed)
+    results = evaluate_scenes(predictor, read_split_crops(args.data, args.split), args.scenes,
+                              args.seed)
     for key, value in results.items():
         print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
     if args.json:
