@@ -15,7 +15,12 @@ from agegender.cli.main import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
 from agegender.data.cache import load_faces
 from agegender.data.sources import open_source
 from agegender.evaluation.scenes import make_scene, match_faces
-from agegender.faces.align import CANONICAL_TEMPLATE, align_face, similarity_transform
+from agegender.faces.align import (
+    CANONICAL_TEMPLATE,
+    align_face,
+    align_face_with_coverage,
+    similarity_transform,
+)
 from agegender.faces.detector import (
     DetectorConfig,
     FaceDetector,
@@ -178,6 +183,17 @@ def test_align_maps_the_five_points_onto_the_template(angle, scale, template):
         window = aligned[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].reshape(-1, 3)
         brightest = window[np.argmax(window.sum(1))].astype(int)
         assert np.all((brightest > 60) == (channel_mix > 0)), (angle, scale, x, y, brightest)
+
+
+def test_coverage_marks_where_the_aligned_crop_reaches_past_the_image():
+    image = np.random.default_rng(0).integers(60, 256, (100, 100, 3), dtype=np.uint8)
+    points = CANONICAL_TEMPLATE * 100 - [30, 0]  # face shifted 30 px past the left edge
+    crop, coverage = align_face_with_coverage(image, points, 50)
+
+    assert np.array_equal(crop, align_face(image, points, 50))
+    assert coverage.shape == (50, 50) and coverage.dtype == np.uint8
+    assert (coverage[:, :14] == 0).all() and (crop[:, :14] == 0).all()  # 30 px = 15 crop px
+    assert (coverage[:, 16:] == 255).all() and (crop[:, 16:] > 0).all()
 
 
 def test_aligned_utkface_crops_stay_close_to_the_plain_resize(archive):

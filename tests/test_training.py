@@ -140,6 +140,35 @@ def test_low_resolution_augmentation_blurs_the_chosen_share_of_faces():
     assert (roughness[changed] < 0.8 * roughness[~changed].min()).all()
 
 
+def test_border_fill_replaces_only_the_pixels_past_the_photo_in_the_chosen_share():
+    from agegender.training.augment import augment_batch
+
+    images = torch.rand(64, 3, 16, 16) * 0.5 + 0.5  # bright faces, black border added below
+    coverage = torch.ones(64, 1, 16, 16)
+    coverage[:, :, :, :4] = 0  # the alignment reached past the photo on the left
+    images[:, :, :, :4] = 0
+    only_fill = AugmentConfig(flip=False, rotation_degrees=0, zoom=0, shift=0, brightness=0,
+                              contrast=0, border_fill=0.5)
+    out = augment_batch(images, only_fill, torch.Generator().manual_seed(0), coverage)
+
+    assert torch.equal(out[:, :, :, 4:], images[:, :, :, 4:])
+    filled = (out[:, :, :, :4] != 0).flatten(1).any(1)
+    assert 16 <= int(filled.sum()) <= 48  # about half
+    # filled with the next face's surroundings, which are also past its photo: a plain colour
+    border = out[filled][:, :, :, :4]
+    assert torch.allclose(border, border[:, :, :1, :1].expand_as(border))
+    # without coverage (crops taken whole) nothing is filled
+    assert torch.equal(augment_batch(images, only_fill, torch.Generator().manual_seed(0)),
+                       images)
+
+
+def test_overrides_reach_nested_configs_and_skip_unset_values():
+    config = TINY.with_overrides(lr=None, epochs=2,
+                                 augment={"border_fill": 0.5, "low_resolution": None})
+    assert config.epochs == 2 and config.lr == TINY.lr
+    assert config.augment == dataclasses.replace(TINY.augment, border_fill=0.5)
+
+
 def test_config_round_trips_through_a_dict_and_rejects_bad_values():
     assert TrainConfig.from_dict(TINY.to_dict()) == TINY
     with pytest.raises(ValueError, match="age_loss"):

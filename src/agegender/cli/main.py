@@ -6,7 +6,6 @@ Thin: parsing here, work in the packages.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -62,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--low-resolution", type=float, metavar="SHARE",
                        help="augmentation: show this share of the faces at 35–100 %% of their "
                             "resolution, as small faces in photos are")
+    model.add_argument("--border-fill", type=float, metavar="SHARE",
+                       help="augmentation: in this share of the aligned faces, fill the black "
+                            "border where the crop reached past the dataset image with other "
+                            "content, as a face in a photo has surroundings")
     run = train.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="run folder")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -122,10 +125,8 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed, limit=args.limit, teachers=args.teacher,
             distill_weight=args.distill_weight, soft_targets=args.soft_targets,
             embedding_weight=args.embedding_weight, keep=args.keep, init_checkpoint=args.init,
-            consistency_weight=args.consistency_weight)
-        if args.low_resolution is not None:
-            config = dataclasses.replace(config, augment=dataclasses.replace(
-                config.augment, low_resolution=args.low_resolution))
+            consistency_weight=args.consistency_weight,
+            augment={"low_resolution": args.low_resolution, "border_fill": args.border_fill})
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)
     if metrics:

@@ -18,7 +18,8 @@ log = logging.getLogger("agegender")
 
 @dataclass
 class LabelledFaces:
-    """Row-aligned images and labels; missing labels are NaN and masked out downstream."""
+    """Row-aligned images and labels; missing labels are NaN and masked out downstream.
+    `coverage` (as `CachedFaces.coverage`) is None where every crop is covered whole."""
 
     images: np.ndarray
     age: np.ndarray
@@ -26,6 +27,7 @@ class LabelledFaces:
     race: np.ndarray
     sources: list[str]
     split: np.ndarray
+    coverage: np.ndarray | None = None
 
     def rows(self, split: str) -> np.ndarray:
         """Row indices of one split (`all` for every row)."""
@@ -54,7 +56,9 @@ def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
     for row, reason in cached.errors.items():
         log.warning("skipping unreadable image %s: %s", source.records[indices[row]].source, reason)
     keep = np.flatnonzero(cached.valid)
-    images = cached.images if len(keep) == len(indices) else np.asarray(cached.images[keep])
+    whole = len(keep) == len(indices)
+    images = cached.images if whole else np.asarray(cached.images[keep])
+    coverage = cached.coverage if whole else np.asarray(cached.coverage[keep])
     records = [source.records[i] for i in indices[keep]]
     return LabelledFaces(
         images=images,
@@ -63,4 +67,5 @@ def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
         race=label_array([r.race for r in records]),
         sources=[r.source for r in records],
         split=splits[indices[keep]],
+        coverage=coverage,
     )

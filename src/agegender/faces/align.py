@@ -44,20 +44,46 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
                template: np.ndarray = CANONICAL_TEMPLATE) -> np.ndarray:
     """The size×size RGB uint8 crop of the face whose 5 points are `landmarks`, mapped onto
     `template` (in units of the crop side; the canonical one unless another network's is given).
+    Where the crop reaches past the image, it is black.
 
-    Strong reductions are done first with a box filter (`Image.reduce`), so a face in a
-    24-megapixel photo is not aliased by a single bilinear step.
+    Only the part of the image the crop needs is read, so a face costs the same in a
+    24-megapixel photo as in a small one; strong reductions are done first with a box filter
+    (`Image.reduce`), so such a face is not aliased by a single bilinear step.
     """
-    pil = Image.fromarray(image)
-    points = np.asarray(landmarks, dtype=np.float64)
-    matrix = similarity_transform(points, template * size)
-    scale = float(np.hypot(*matrix[:, 0]))
-    factor = int(1.0 / scale) // 2
-    if factor >= 2:
-        pil = pil.reduce(factor)
-        points = points / factor
-        matrix = similarity_transform(points, template * size)
-    inverse = np.linalg.inv(np.vstack((matrix, [0.0, 0.0, 1.0])))[:2]
-    warped = pil.transform((size, size), Image.Transform.AFFINE, tuple(inverse.ravel()),
-                           resample=Image.Resampling.BILINEAR)
-    return np.asarray(warped, dtype=np.uint8)
+    return np.asarray(_warp(image, landmarks, size, template, "RGB"), dtype=np.uint8)
+
+
+def align_face_with_coverage(image: np.ndarray, landmarks: np.ndarray, size: int,
+                             template: np.ndarray = CANONICAL_TEMPLATE
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """`align_face`'s crop, and its size×size uint8 coverage: 255 where the crop shows the
+    image, 0 where it reaches past it. Training uses it to fill that black area with other
+    content, since a face in a photo has surroundings where a dataset's tight crop has none."""
+    warped = np.asarray(_warp(image, landmarks, size, template, "RGBA"), dtype=np.uint8)
+    return np.ascontiguousarray(warped[:, :, :3]), np.ascontiguousarray(warped[:, :, 3])
+
+
+def _warp(image: np.ndarray, landmarks: np.ndarray, size: int, template: np.ndarray,
+          mode: str) -> Image.Image:
+    matrix = similarity_transform(landmarks, template * size)
+    to_image = np.linalg.inv(np.vstack((matrix, [0.0, 0.0, 1.0])))[:2]
+    factor = int(np.hypot(*to_image[:, 0])) // 2
+    step = factor if factor >= 2 else 1
+    # The image region under the crop, with room for the filter; its corner on the reduction's
+    # grid, so the reduced region has exactly the reduced image's pixels.
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]]) @ to_image[:, :2].T
+    low = np.floor((corners + to_image[:, 2]).min(0)).astype(int) - 2 * step - 2
+    high = np.ceil((corners + to_image[:, 2]).max(0)).astype(int) + 2 * step + 2
+    left, top = np.maximum(low, 0) // step * step
+    right, bottom = np.minimum(high, (image.shape[1], image.shape[0]))
+    if right <= left or bottom <= top:
+        return Image.new(mode, (size, size))
+    pil = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right])).convert(mode)
+    if step > 1:
+        pil = pil.reduce(step)
+    # region pixel → crop pixel: the whole image's transform, shifted and scaled to the region
+    region_to_crop = np.hstack((matrix[:, :2] * step, matrix[:, :2] @ [[left], [top]]
+                                + matrix[:, 2:]))
+    inverse = np.linalg.inv(np.vstack((region_to_crop, [0.0, 0.0, 1.0])))[:2]
+    return pil.transform((size, size), Image.Transform.AFFINE, tuple(inverse.ravel()),
+                         resample=Image.Resampling.BILINEAR)

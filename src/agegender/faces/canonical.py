@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agegender.faces.align import align_face
+from agegender.faces.align import align_face, align_face_with_coverage
 from agegender.faces.detector import Detection, FaceDetector
 from agegender.preprocessing import Preprocessing, resize_face
 
@@ -21,10 +21,14 @@ def canonical_crop(image: np.ndarray, prep: Preprocessing,
     return resize_face(image, prep)
 
 
-def crop_of_face_image(image: np.ndarray, prep: Preprocessing,
-                       detector: FaceDetector | None) -> tuple[np.ndarray, Detection | None]:
+def crop_of_face_image(image: np.ndarray, prep: Preprocessing, detector: FaceDetector | None
+                       ) -> tuple[np.ndarray, np.ndarray, Detection | None]:
     """Canonical crop of an image that shows one face (a dataset crop): its largest detection
-    aligned, or the whole image when alignment is off or no face is found."""
+    aligned, or the whole image when alignment is off or no face is found. Also the crop's
+    coverage (255 where it shows the image, 0 where the alignment reached past it)."""
     detections = detector.detect(image) if prep.align and detector is not None else []
-    detection = detections[0] if detections else None
-    return canonical_crop(image, prep, detection), detection
+    if not detections:
+        crop = canonical_crop(image, prep, None)
+        return crop, np.full(crop.shape[:2], 255, dtype=np.uint8), None
+    aligned, coverage = align_face_with_coverage(image, detections[0].landmarks, prep.size)
+    return resize_face(aligned, prep), coverage, detections[0]

@@ -17,16 +17,19 @@ def _uniform(count: int, spread: float, generator: torch.Generator) -> torch.Ten
     return (torch.rand(count, generator=generator) * 2 - 1) * spread
 
 
-def augment_batch(images: torch.Tensor, config: AugmentConfig,
-                  generator: torch.Generator) -> torch.Tensor:
-    """Random flip, rotation, zoom, shift, lower resolution, brightness and contrast on an
-    N×C×H×W batch in [0, 1].
+def augment_batch(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator,
+                  coverage: torch.Tensor | None = None) -> torch.Tensor:
+    """Random border fill, flip, rotation, zoom, shift, lower resolution, brightness and
+    contrast on an N×C×H×W batch in [0, 1]. `coverage` (N×1×H×W in [0, 1], as the cache's)
+    marks the pixels each crop has of its photo; the border fill needs it.
 
     The random draws come from the CPU `generator` whatever device `images` is on, so a seeded
     run augments identically on a CPU and on a GPU.
     """
     device = images.device
     count = images.shape[0]
+    if config.border_fill and coverage is not None:
+        images = _fill_border(images, coverage, config.border_fill, generator)
     if config.flip:
         flipped = (torch.rand(count, generator=generator) < 0.5).to(device)
         images = torch.where(flipped[:, None, None, None], images.flip(3), images)
@@ -50,6 +53,21 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
         images = ((images - mean) * contrast + mean + brightness).clamp(0, 1)
     return images
+
+
+def _fill_border(images: torch.Tensor, coverage: torch.Tensor, share: float,
+                 generator: torch.Generator) -> torch.Tensor:
+    """In `share` of the images, the black area where the alignment reached past the photo is
+    filled with the same area of the next image in the batch (and, where that one has no
+    pixels either, a random colour). A face found in a photo has surroundings there, so the
+    model learns to give the same answer whatever they show."""
+    count, channels = images.shape[:2]
+    chosen = (torch.rand(count, generator=generator) < share).to(images.device)
+    colour = torch.rand(count, channels, 1, 1, generator=generator).to(images.device)
+    other, other_coverage = images.roll(1, 0), coverage.roll(1, 0)
+    fill = other * other_coverage + colour * (1 - other_coverage)
+    filled = images * coverage + fill * (1 - coverage)
+    return torch.where(chosen[:, None, None, None], filled, images)
 
 
 def _lower_resolution(images: torch.Tensor, share: float, generator: torch.Generator

@@ -21,6 +21,9 @@ class AugmentConfig:
     low_resolution: float = 0.0
     """Share of faces shown at a lower resolution: reduced to 35–100 % of their side and
     enlarged back, as a face of 40–110 px in a photo is before it reaches the model."""
+    border_fill: float = 0.0
+    """Share of aligned faces whose black border (where the alignment reached past the
+    dataset's crop) is filled with other content, as a face in a photo has surroundings."""
 
 
 @dataclass
@@ -108,5 +111,13 @@ class TrainConfig:
         return cls(**kwargs)
 
     def with_overrides(self, **overrides) -> TrainConfig:
-        """A copy with the non-None overrides applied (command-line flags left unset are None)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """A copy with the non-None overrides applied (command-line flags left unset are None);
+        a dict overrides fields of a nested config the same way (`augment={"flip": False}`)."""
+        changes = {}
+        for name, value in overrides.items():
+            if isinstance(value, dict):
+                value = replace(getattr(self, name),
+                                **{k: v for k, v in value.items() if v is not None})
+            if value is not None:
+                changes[name] = value
+        return replace(self, **changes)

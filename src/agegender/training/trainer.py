@@ -24,7 +24,7 @@ from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
 from agegender.models.age_distribution import dldl_loss
 from agegender.models.factory import create_model
-from agegender.training.batches import make_batch, model_input, read_batch
+from agegender.training.batches import make_batch, model_input, read_batch, read_coverage
 from agegender.training.calibrate import calibrate_checkpoint
 from agegender.training.checkpoint import (
     load_model,
@@ -223,7 +223,8 @@ class Trainer:
             # runs (and resumes) repeat those started since soft targets came in
             rows = np.sort(order[start:start + self.config.batch_size])
             pixels, gender, age = read_batch(self.data, rows, self.device)
-            images = model_input(pixels, self.config, generator)
+            coverage = read_coverage(self.data, rows, self.device)
+            images = model_input(pixels, self.config, generator, coverage)
             if self.embedding_head is None:
                 gender_logit, age_pred, *age_logits = self._forward(images)
             else:
@@ -242,7 +243,7 @@ class Trainer:
                     gender_logit, torch.from_numpy(self.soft_female[rows]).to(self.device))
             if self.config.consistency_weight:
                 loss = loss + self.config.consistency_weight * self._consistency(
-                    pixels, generator, gender_logit, age_logits[0])
+                    pixels, coverage, generator, gender_logit, age_logits[0])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -295,11 +296,13 @@ class Trainer:
             age_distribution = age_distribution + F.softmax(age_logits.float(), dim=-1)
         return prob_female / len(self.teachers), age_distribution / len(self.teachers)
 
-    def _consistency(self, pixels: torch.Tensor, generator: torch.Generator,
-                     gender_logit: torch.Tensor, age_logits: torch.Tensor) -> torch.Tensor:
+    def _consistency(self, pixels: torch.Tensor, coverage: torch.Tensor | None,
+                     generator: torch.Generator, gender_logit: torch.Tensor,
+                     age_logits: torch.Tensor) -> torch.Tensor:
         """Disagreement between this view's predictions and those of a second augmentation of
         the same faces (both views carry gradients)."""
-        other_gender, _, other_age = self._forward(model_input(pixels, self.config, generator))
+        other_gender, _, other_age = self._forward(
+            model_input(pixels, self.config, generator, coverage))
         gender = F.mse_loss(torch.sigmoid(gender_logit), torch.sigmoid(other_gender))
         log_p, log_q = F.log_softmax(age_logits, -1), F.log_softmax(other_age, -1)
         age = 0.5 * (F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
