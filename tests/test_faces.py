@@ -185,6 +185,19 @@ def test_align_maps_the_five_points_onto_the_template(angle, scale, template):
         assert np.all((brightest > 60) == (channel_mix > 0)), (angle, scale, x, y, brightest)
 
 
+@pytest.mark.parametrize("face_side", [150, 1500])  # the larger one is reduced first
+def test_aligning_a_face_reads_only_its_region_of_the_image(face_side):
+    """Whatever surrounds the face, and however large the image, the crop is the same."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    points = CANONICAL_TEMPLATE * face_side + [1234.0, 1111.0]
+    # a piece of the photo around the face, its corner on the reduction's grid (6 px here)
+    piece = photo[960:1200 + 2 * face_side, 1200:1400 + 2 * face_side]
+    whole = align_face(photo, points, 112).astype(int)
+    cut = align_face(piece, points - [1200, 960], 112).astype(int)
+    assert np.abs(whole - cut).max() <= 1 and np.mean(whole != cut) < 1e-3  # float rounding
+
+
 def test_coverage_marks_where_the_aligned_crop_reaches_past_the_image():
     image = np.random.default_rng(0).integers(60, 256, (100, 100, 3), dtype=np.uint8)
     points = CANONICAL_TEMPLATE * 100 - [30, 0]  # face shifted 30 px past the left edge
