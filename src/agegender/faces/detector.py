@@ -217,8 +217,11 @@ class FaceDetector:
             height, width = image.shape[:2]
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-        bgr = image[:, :, ::-1].astype(np.float32) - BGR_MEAN
-        tensor = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
+        # one pass per channel into the network's BGR planes (no float copy, no transpose)
+        tensor = np.empty((1, 3, *image.shape[:2]), dtype=np.float32)
+        for plane, channel in enumerate((2, 1, 0)):
+            np.subtract(image[:, :, channel], BGR_MEAN[plane], out=tensor[0, plane],
+                        dtype=np.float32)
         loc, conf, points = (output[0] for output in self._session.run(None, {"input": tensor}))
         selected = np.flatnonzero(conf[:, 1] > self.config.score_threshold)
         anchors = _anchors(image.shape[1], image.shape[0])[selected]
