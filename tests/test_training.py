@@ -410,6 +410,12 @@ def test_packed_faces_round_trip_with_labels_and_near_identical_pixels(tmp_path)
     assert list(unpacked.split) == ["train"] * len(rows)
     error = np.abs(unpacked.images.astype(float) - data.images[rows]).mean()
     assert error < 3  # WebP at quality 85 is lossy, not wrong
+    assert unpacked.coverage is None  # these crops were taken whole
+
+    data.coverage = np.full(data.images.shape[:3], 255, dtype=np.uint8)
+    data.coverage[:, :, :5] = 0  # the alignment reached past the photo on the left
+    pack_faces(data, rows, tmp_path / "aligned.npz")
+    np.testing.assert_array_equal(unpack(tmp_path / "aligned.npz").coverage, data.coverage[rows])
 
 
 def test_consistency_term_vanishes_for_identical_views_and_acts_on_augmented_ones(tmp_path):

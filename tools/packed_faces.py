@@ -50,7 +50,8 @@ def pack(args: argparse.Namespace) -> None:
 
 
 def pack_faces(data: LabelledFaces, rows: np.ndarray, out: Path, quality: int = 85) -> None:
-    """Rows `rows` of `data`, each face WebP-encoded, with labels, splits and sources."""
+    """Rows `rows` of `data`, each face WebP-encoded, with labels, splits, sources and (when
+    the data has it) each crop's coverage, which `--border-fill` needs."""
     encoded = []
     for row in rows:
         buffer = io.BytesIO()
@@ -58,9 +59,11 @@ def pack_faces(data: LabelledFaces, rows: np.ndarray, out: Path, quality: int = 
                                                            method=6)
         encoded.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
     offsets = np.cumsum([0] + [len(item) for item in encoded])
+    coverage = {} if data.coverage is None else {"coverage": np.asarray(data.coverage[rows])}
     np.savez_compressed(out, pixels=np.concatenate(encoded), offsets=offsets,
                         age=data.age[rows], gender=data.gender[rows], race=data.race[rows],
-                        split=data.split[rows], sources=np.array([data.sources[r] for r in rows]))
+                        split=data.split[rows], sources=np.array([data.sources[r] for r in rows]),
+                        **coverage)
 
 
 def unpack(path: Path) -> LabelledFaces:
@@ -70,7 +73,8 @@ def unpack(path: Path) -> LabelledFaces:
                        for start, end in itertools.pairwise(offsets)])
     return LabelledFaces(images=images, age=packed["age"], gender=packed["gender"],
                          race=packed["race"], sources=packed["sources"].tolist(),
-                         split=packed["split"])
+                         split=packed["split"],
+                         coverage=packed.get("coverage"))
 
 
 def train(args: argparse.Namespace) -> None:
