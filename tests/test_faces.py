@@ -217,6 +217,9 @@ def test_aligned_utkface_crops_stay_close_to_the_plain_resize(archive):
     difference = np.abs(plain.images.astype(int) - aligned.images.astype(int)).mean(axis=(1, 2, 3))
     assert not np.array_equal(plain.images, aligned.images)
     assert np.median(difference) < 25
+    # only aligned crops can reach past their image; the cache says where
+    assert plain.coverage is None and aligned.coverage.shape == (40, 64, 64)
+    assert aligned.coverage.max() == 255 and (aligned.coverage == 0).any()
 
 
 @pytest.fixture(scope="module")

@@ -36,14 +36,15 @@ ALIGNMENT_VERSION = 4
 @dataclass(frozen=True)
 class CachedFaces:
     """Row i of `images` is the face of the i-th requested record, and row i of `coverage`
-    says where that crop shows the image (255) and where its alignment reached past it (0).
+    says where that crop shows the image (255) and where its alignment reached past it (0);
+    `coverage` is None without alignment, where every crop is the whole image.
 
     Rows listed in `errors` (row → reason) failed to decode, are all zeros, and must be
     left out by callers; `valid` is the mask of the usable rows.
     """
 
     images: np.ndarray
-    coverage: np.ndarray
+    coverage: np.ndarray | None
     errors: dict[int, str]
 
     @property
@@ -77,24 +78,27 @@ def load_faces(source: FaceSource, indices: Sequence[int], prep: Preprocessing,
     indices = [int(index) for index in indices]
     shape = (len(indices), prep.size, prep.size, prep.channels)
     if not indices:
-        return CachedFaces(np.zeros(shape, dtype=np.uint8), np.zeros(shape[:3], np.uint8), {})
+        coverage = np.zeros(shape[:3], np.uint8) if prep.align else None
+        return CachedFaces(np.zeros(shape, dtype=np.uint8), coverage, {})
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(source, indices, prep)
     images_path = directory / f"{key}.npy"
     errors_path = directory / f"{key}.errors.json"
-    coverage_path = directory / f"{key}.coverage.npy"
-    if not all(path.is_file() for path in (images_path, errors_path, coverage_path)):
+    coverage_path = directory / f"{key}.coverage.npy" if prep.align else None
+    needed = [images_path, errors_path] + ([coverage_path] if coverage_path else [])
+    if not all(path.is_file() for path in needed):
         directory.mkdir(parents=True, exist_ok=True)
         _build(source, indices, prep, shape, images_path, errors_path, coverage_path, progress)
     errors = {int(row): reason for row, reason in json.loads(errors_path.read_text()).items()}
-    return CachedFaces(np.load(images_path, mmap_mode="r"),
-                       np.load(coverage_path, mmap_mode="r"), errors)
+    coverage = np.load(coverage_path, mmap_mode="r") if coverage_path else None
+    return CachedFaces(np.load(images_path, mmap_mode="r"), coverage, errors)
 
 
 def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: tuple,
-           images_path: Path, errors_path: Path, coverage_path: Path, progress: bool) -> None:
-    """Decode the requested images into a new cache; errors first, coverage next, images
-    renamed in last."""
+           images_path: Path, errors_path: Path, coverage_path: Path | None,
+           progress: bool) -> None:
+    """Decode the requested images into a new cache; errors first, coverage (aligned caches)
+    next, images renamed in last."""
     started = time.perf_counter()
     rows_by_index: dict[int, list[int]] = {}
     for row, index in enumerate(indices):
@@ -102,12 +106,12 @@ def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: t
     errors: dict[int, str] = {}
     temporary_images = _temporary_beside(images_path)
     temporary_errors = _temporary_beside(errors_path)
-    temporary_coverage = _temporary_beside(coverage_path)
+    temporary_coverage = _temporary_beside(coverage_path) if coverage_path else None
     try:
         images = np.lib.format.open_memmap(temporary_images, mode="w+", dtype=np.uint8,
                                            shape=shape)
-        coverage = np.lib.format.open_memmap(temporary_coverage, mode="w+", dtype=np.uint8,
-                                             shape=shape[:3])
+        coverage = (np.lib.format.open_memmap(temporary_coverage, mode="w+", dtype=np.uint8,
+                                              shape=shape[:3]) if temporary_coverage else None)
         detector = FaceDetector() if prep.align else None
         unaligned = 0
         decoded = source.iter_images(rows_by_index)
@@ -119,17 +123,21 @@ def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: t
             crop, covered, detection = crop_of_face_image(face, prep, detector)
             unaligned += detector is not None and detection is None
             images[rows_by_index[index]] = crop
-            coverage[rows_by_index[index]] = covered
+            if coverage is not None:
+                coverage[rows_by_index[index]] = covered
         images.flush()
-        coverage.flush()
+        if coverage is not None:
+            coverage.flush()
         del images, coverage  # unmap before the rename
         temporary_errors.write_text(json.dumps(errors))
         os.replace(temporary_errors, errors_path)
-        os.replace(temporary_coverage, coverage_path)
+        if temporary_coverage:
+            os.replace(temporary_coverage, coverage_path)
         os.replace(temporary_images, images_path)
     except BaseException:
         for temporary in (temporary_images, temporary_errors, temporary_coverage):
-            temporary.unlink(missing_ok=True)
+            if temporary:
+                temporary.unlink(missing_ok=True)
         raise
     if unaligned:
         log.warning("no face detected in %d of %d images; they were resized whole", unaligned,

@@ -58,7 +58,8 @@ def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
     keep = np.flatnonzero(cached.valid)
     whole = len(keep) == len(indices)
     images = cached.images if whole else np.asarray(cached.images[keep])
-    coverage = cached.coverage if whole else np.asarray(cached.coverage[keep])
+    coverage = (cached.coverage if whole or cached.coverage is None
+                else np.asarray(cached.coverage[keep]))
     records = [source.records[i] for i in indices[keep]]
     return LabelledFaces(
         images=images,
