@@ -19,7 +19,7 @@ def make_batch(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
                generator: torch.Generator | None, device: torch.device | str = "cpu") -> Batch:
     """Images (augmented when a generator is given), gender and age labels of `rows`."""
     pixels, gender, age = read_batch(data, rows, device)
-    coverage = read_coverage(data, rows, device) if generator is not None else None
+    coverage = read_coverage(data, rows, config, device) if generator is not None else None
     return model_input(pixels, config, generator, coverage), gender, age
 
 
@@ -34,11 +34,12 @@ def read_batch(data: LabelledFaces, rows: np.ndarray, device: torch.device | str
             torch.from_numpy(data.age[rows]).to(device))
 
 
-def read_coverage(data: LabelledFaces, rows: np.ndarray, device: torch.device | str = "cpu"
-                  ) -> torch.Tensor | None:
+def read_coverage(data: LabelledFaces, rows: np.ndarray, config: TrainConfig,
+                  device: torch.device | str = "cpu") -> torch.Tensor | None:
     """N×1×H×W share in [0, 1] of each pixel of `rows` that shows the photo; None when the
-    data has no coverage (every crop whole)."""
-    if data.coverage is None:
+    augmentation has no use for it (no border fill) or the data has none (every crop whole),
+    so a run without border fill reads nothing more per step."""
+    if not config.augment.border_fill or data.coverage is None:
         return None
     coverage = torch.from_numpy(_read_rows(data.coverage, rows)).to(device)
     return coverage[:, None].float().div_(255)

@@ -223,7 +223,7 @@ class Trainer:
             # runs (and resumes) repeat those started since soft targets came in
             rows = np.sort(order[start:start + self.config.batch_size])
             pixels, gender, age = read_batch(self.data, rows, self.device)
-            coverage = read_coverage(self.data, rows, self.device)
+            coverage = read_coverage(self.data, rows, self.config, self.device)
             images = model_input(pixels, self.config, generator, coverage)
             if self.embedding_head is None:
                 gender_logit, age_pred, *age_logits = self._forward(images)
