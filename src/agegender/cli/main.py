@@ -58,9 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "default, with early stopping) or the last epoch")
     model.add_argument("--consistency-weight", type=float,
                        help="penalise disagreement between two augmentations of each face")
-    model.add_argument("--consistency-low-resolution", type=float, metavar="SHARE",
-                       help="show this share of the consistency term's second view at lower "
-                            "resolution (default: as --low-resolution)")
     model.add_argument("--low-resolution", type=float, metavar="SHARE",
                        help="augmentation: show this share of the faces at 35–100 %% of their "
                             "resolution, as small faces in photos are")
@@ -129,7 +126,6 @@ def _train(args: argparse.Namespace) -> int:
             distill_weight=args.distill_weight, soft_targets=args.soft_targets,
             embedding_weight=args.embedding_weight, keep=args.keep, init_checkpoint=args.init,
             consistency_weight=args.consistency_weight,
-            consistency_low_resolution=args.consistency_low_resolution,
             augment={"low_resolution": args.low_resolution, "border_fill": args.border_fill})
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)

@@ -76,11 +76,6 @@ class TrainConfig:
     """Above 0, each batch is also seen under a second augmentation, and the two predictions'
     disagreement (gender probability and age distribution) is penalised with this weight, so
     the model's output moves less when a detector frames a face a few pixels differently."""
-    consistency_low_resolution: float | None = None
-    """The share of the second view's faces shown at lower resolution (None: as
-    `augment.low_resolution`). Above the first view's share, more pairs set a sharp face
-    against a blurred one, the gap between a face in a dataset crop and the same face a few
-    dozen pixels wide in a photo."""
     seed: int = 0
     limit: int | None = None
 
@@ -98,18 +93,9 @@ class TrainConfig:
                                           and self.model.architecture == "transfer"):
             raise ValueError("feature distillation (embedding_weight) needs soft_targets with "
                              "descriptors and a transfer model")
-        if not 0 <= (self.consistency_low_resolution or 0) <= 1:
-            raise ValueError("consistency_low_resolution is a share, between 0 and 1")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-
-    def consistency_view(self) -> TrainConfig:
-        """This configuration as the consistency term's second view is augmented."""
-        if self.consistency_low_resolution is None:
-            return self
-        return replace(self, augment=replace(self.augment,
-                                             low_resolution=self.consistency_low_resolution))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -170,7 +170,6 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: LabelledFaces, out_dir: Path,
                  device: str = "cpu"):
         self.config = config
-        self._consistency_config = config.consistency_view()
         self.device = torch.device(device)
         self.data = data
         self.out_dir = out_dir
@@ -303,7 +302,7 @@ class Trainer:
         """Disagreement between this view's predictions and those of a second augmentation of
         the same faces (both views carry gradients)."""
         other_gender, _, other_age = self._forward(
-            model_input(pixels, self._consistency_config, generator, coverage))
+            model_input(pixels, self.config, generator, coverage))
         gender = F.mse_loss(torch.sigmoid(gender_logit), torch.sigmoid(other_gender))
         log_p, log_q = F.log_softmax(age_logits, -1), F.log_softmax(other_age, -1)
         age = 0.5 * (F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
