@@ -125,6 +125,26 @@ def test_augmentation_changes_images_but_keeps_shape_and_range():
     assert torch.equal(augment_batch(images, none, torch.Generator()), images)
 
 
+def test_jitter_moves_a_face_by_about_the_pixels_asked_for():
+    from agegender.training.augment import jitter
+
+    side = 32
+    ys, xs = torch.meshgrid(torch.arange(side, dtype=torch.float32),
+                            torch.arange(side, dtype=torch.float32), indexing="ij")
+    blob = torch.exp(-((xs - 15.5) ** 2 + (ys - 15.5) ** 2) / 18)
+    images = blob.expand(64, 3, side, side).clone()
+
+    def centre_moves(pixels: float) -> torch.Tensor:
+        moved = jitter(images, pixels, torch.Generator().manual_seed(0))[:, 0]
+        weights = moved / moved.sum((1, 2), keepdim=True)
+        centre = torch.stack(((weights * xs).sum((1, 2)), (weights * ys).sum((1, 2))), 1)
+        return (centre - 15.5).norm(dim=1)
+
+    small, large = centre_moves(1.0), centre_moves(6.0)
+    assert small.max() <= 1.5 and small.mean() > 0.2
+    assert large.mean() > 3 * small.mean()
+
+
 def test_low_resolution_augmentation_blurs_the_chosen_share_of_faces():
     from agegender.training.augment import augment_batch
 
@@ -173,6 +193,8 @@ def test_config_round_trips_through_a_dict_and_rejects_bad_values():
     assert TrainConfig.from_dict(TINY.to_dict()) == TINY
     with pytest.raises(ValueError, match="age_loss"):
         TrainConfig(age_loss="huber")
+    with pytest.raises(ValueError, match="consistency_jitter"):
+        TrainConfig(consistency_jitter=0.0)
 
 
 def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_weights(
@@ -434,6 +456,9 @@ def test_consistency_term_vanishes_for_identical_views_and_acts_on_augmented_one
         plain, rel=1e-4)
     augmented = first_loss("augmented")
     assert first_loss("consistent", consistency_weight=5.0) > augmented + 1e-3
+    # the second view is the first one moved: they differ, so the term acts
+    assert first_loss("jittered", augment=still, consistency_weight=5.0,
+                      consistency_jitter=2.0) > plain + 1e-4
 
 
 def test_face_embedding_teacher_gives_out_of_fold_probabilities_on_training_rows():

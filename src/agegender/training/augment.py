@@ -34,17 +34,8 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig, generator: torch.
         flipped = (torch.rand(count, generator=generator) < 0.5).to(device)
         images = torch.where(flipped[:, None, None, None], images.flip(3), images)
     if config.rotation_degrees or config.zoom or config.shift:
-        angle = _uniform(count, math.radians(config.rotation_degrees), generator)
-        scale = 1 + _uniform(count, config.zoom, generator)
-        theta = torch.zeros(count, 2, 3)
-        theta[:, 0, 0] = torch.cos(angle) / scale
-        theta[:, 0, 1] = -torch.sin(angle) / scale
-        theta[:, 1, 0] = torch.sin(angle) / scale
-        theta[:, 1, 1] = torch.cos(angle) / scale
-        theta[:, 0, 2] = _uniform(count, config.shift * 2, generator)  # grid spans [-1, 1]
-        theta[:, 1, 2] = _uniform(count, config.shift * 2, generator)
-        grid = F.affine_grid(theta.to(device), list(images.shape), align_corners=False)
-        images = F.grid_sample(images, grid, padding_mode="reflection", align_corners=False)
+        images = _random_affine(images, config.rotation_degrees, config.zoom, config.shift,
+                                generator)
     if config.low_resolution:
         images = _lower_resolution(images, config.low_resolution, generator)
     if config.contrast or config.brightness:
@@ -53,6 +44,32 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig, generator: torch.
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
         images = ((images - mean) * contrast + mean + brightness).clamp(0, 1)
     return images
+
+
+def jitter(images: torch.Tensor, pixels: float, generator: torch.Generator) -> torch.Tensor:
+    """The batch moved by up to `pixels` px, turned by up to as many degrees and scaled by up
+    to as many percent, resampled bilinearly: two framings of one face as two runs of a
+    detector give them. Works on any N×C×H×W tensor (a model input too)."""
+    shift = pixels / images.shape[-1]  # as a share of the side
+    return _random_affine(images, pixels, pixels / 100, shift, generator)
+
+
+def _random_affine(images: torch.Tensor, degrees: float, zoom: float, shift: float,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Each image rotated by up to ±`degrees`, scaled by up to ±`zoom` and shifted by up to
+    ±`shift` of its side (reflecting at the edges)."""
+    count = images.shape[0]
+    angle = _uniform(count, math.radians(degrees), generator)
+    scale = 1 + _uniform(count, zoom, generator)
+    theta = torch.zeros(count, 2, 3)
+    theta[:, 0, 0] = torch.cos(angle) / scale
+    theta[:, 0, 1] = -torch.sin(angle) / scale
+    theta[:, 1, 0] = torch.sin(angle) / scale
+    theta[:, 1, 1] = torch.cos(angle) / scale
+    theta[:, 0, 2] = _uniform(count, shift * 2, generator)  # grid spans [-1, 1]
+    theta[:, 1, 2] = _uniform(count, shift * 2, generator)
+    grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, padding_mode="reflection", align_corners=False)
 
 
 def _fill_border(images: torch.Tensor, coverage: torch.Tensor, share: float,

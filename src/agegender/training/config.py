@@ -76,6 +76,11 @@ class TrainConfig:
     """Above 0, each batch is also seen under a second augmentation, and the two predictions'
     disagreement (gender probability and age distribution) is penalised with this weight, so
     the model's output moves less when a detector frames a face a few pixels differently."""
+    consistency_jitter: float | None = None
+    """When set, the consistency term's second view is the first one moved by up to this many
+    pixels (turned by as many degrees, scaled by as many percent) instead of another full
+    augmentation. A CNN's answer can swing with a half-pixel shift (strided layers alias);
+    this trains that swing away, where two independent augmentations differ too much to."""
     seed: int = 0
     limit: int | None = None
 
@@ -93,6 +98,8 @@ class TrainConfig:
                                           and self.model.architecture == "transfer"):
             raise ValueError("feature distillation (embedding_weight) needs soft_targets with "
                              "descriptors and a transfer model")
+        if self.consistency_jitter is not None and self.consistency_jitter <= 0:
+            raise ValueError("consistency_jitter must be above 0 (None: independent views)")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -24,6 +24,7 @@ from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
 from agegender.models.age_distribution import dldl_loss
 from agegender.models.factory import create_model
+from agegender.training.augment import jitter
 from agegender.training.batches import make_batch, model_input, read_batch, read_coverage
 from agegender.training.calibrate import calibrate_checkpoint
 from agegender.training.checkpoint import (
@@ -243,7 +244,7 @@ class Trainer:
                     gender_logit, torch.from_numpy(self.soft_female[rows]).to(self.device))
             if self.config.consistency_weight:
                 loss = loss + self.config.consistency_weight * self._consistency(
-                    pixels, coverage, generator, gender_logit, age_logits[0])
+                    pixels, coverage, images, generator, gender_logit, age_logits[0])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -297,12 +298,17 @@ class Trainer:
         return prob_female / len(self.teachers), age_distribution / len(self.teachers)
 
     def _consistency(self, pixels: torch.Tensor, coverage: torch.Tensor | None,
-                     generator: torch.Generator, gender_logit: torch.Tensor,
-                     age_logits: torch.Tensor) -> torch.Tensor:
-        """Disagreement between this view's predictions and those of a second augmentation of
-        the same faces (both views carry gradients)."""
-        other_gender, _, other_age = self._forward(
-            model_input(pixels, self.config, generator, coverage))
+                     images: torch.Tensor, generator: torch.Generator,
+                     gender_logit: torch.Tensor, age_logits: torch.Tensor) -> torch.Tensor:
+        """Disagreement between the predictions on `images` (the first view of `pixels`) and
+        those on a second view: another augmentation of the pixels or, with
+        `consistency_jitter`, the first view slightly moved (both views carry gradients)."""
+        if self.config.consistency_jitter:
+            other = jitter(images, self.config.consistency_jitter, generator).contiguous(
+                memory_format=torch.channels_last)
+        else:
+            other = model_input(pixels, self.config, generator, coverage)
+        other_gender, _, other_age = self._forward(other)
         gender = F.mse_loss(torch.sigmoid(gender_logit), torch.sigmoid(other_gender))
         log_p, log_q = F.log_softmax(age_logits, -1), F.log_softmax(other_age, -1)
         age = 0.5 * (F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
