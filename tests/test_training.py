@@ -195,6 +195,8 @@ def test_config_round_trips_through_a_dict_and_rejects_bad_values():
         TrainConfig(age_loss="huber")
     with pytest.raises(ValueError, match="consistency_jitter"):
         TrainConfig(consistency_jitter=0.0)
+    with pytest.raises(ValueError, match="consistency_jitter_share"):
+        TrainConfig(consistency_jitter=1.0, consistency_jitter_share=2.0)
 
 
 def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_weights(
@@ -457,8 +459,13 @@ def test_consistency_term_vanishes_for_identical_views_and_acts_on_augmented_one
     augmented = first_loss("augmented")
     assert first_loss("consistent", consistency_weight=5.0) > augmented + 1e-3
     # the second view is the first one moved: they differ, so the term acts
-    assert first_loss("jittered", augment=still, consistency_weight=5.0,
-                      consistency_jitter=2.0) > plain + 1e-4
+    jittered = first_loss("jittered", augment=still, consistency_weight=5.0,
+                          consistency_jitter=2.0)
+    assert jittered > plain + 1e-4
+    # half the faces jittered, the other half identical (still augmentation): in between
+    half = first_loss("half-jittered", augment=still, consistency_weight=5.0,
+                      consistency_jitter=2.0, consistency_jitter_share=0.5)
+    assert plain + 1e-5 < half < jittered
 
 
 def test_face_embedding_teacher_gives_out_of_fold_probabilities_on_training_rows():

@@ -81,6 +81,10 @@ class TrainConfig:
     pixels (turned by as many degrees, scaled by as many percent) instead of another full
     augmentation. A CNN's answer can swing with a half-pixel shift (strided layers alias);
     this trains that swing away, where two independent augmentations differ too much to."""
+    consistency_jitter_share: float = 1.0
+    """With `consistency_jitter`, the share of the faces whose second view is the moved first
+    one; the others get another full augmentation, which keeps teaching the model to answer
+    alike for a sharp and a blurred face (the jittered pair shares its resolution)."""
     seed: int = 0
     limit: int | None = None
 
@@ -100,6 +104,8 @@ class TrainConfig:
                              "descriptors and a transfer model")
         if self.consistency_jitter is not None and self.consistency_jitter <= 0:
             raise ValueError("consistency_jitter must be above 0 (None: independent views)")
+        if not 0 <= self.consistency_jitter_share <= 1:
+            raise ValueError("consistency_jitter_share is a share, between 0 and 1")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -302,12 +302,19 @@ class Trainer:
                      gender_logit: torch.Tensor, age_logits: torch.Tensor) -> torch.Tensor:
         """Disagreement between the predictions on `images` (the first view of `pixels`) and
         those on a second view: another augmentation of the pixels or, with
-        `consistency_jitter`, the first view slightly moved (both views carry gradients)."""
-        if self.config.consistency_jitter:
-            other = jitter(images, self.config.consistency_jitter, generator).contiguous(
-                memory_format=torch.channels_last)
+        `consistency_jitter`, the first view slightly moved, for `consistency_jitter_share` of
+        the faces (both views carry gradients)."""
+        config = self.config
+        if not config.consistency_jitter:
+            other = model_input(pixels, config, generator, coverage)
+        elif config.consistency_jitter_share >= 1:
+            other = jitter(images, config.consistency_jitter, generator)
         else:
-            other = model_input(pixels, self.config, generator, coverage)
+            moved = torch.rand(len(images), generator=generator) < config.consistency_jitter_share
+            other = torch.where(moved.to(images.device)[:, None, None, None],
+                                jitter(images, config.consistency_jitter, generator),
+                                model_input(pixels, config, generator, coverage))
+        other = other.contiguous(memory_format=torch.channels_last)
         other_gender, _, other_age = self._forward(other)
         gender = F.mse_loss(torch.sigmoid(gender_logit), torch.sigmoid(other_gender))
         log_p, log_q = F.log_softmax(age_logits, -1), F.log_softmax(other_age, -1)
