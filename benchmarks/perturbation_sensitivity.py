@@ -1,0 +1,99 @@
+"""How far a model's answer moves when its input crop changes imperceptibly.
+
+Each UTKFace crop of the split is detected and aligned as `predict` does; the model then sees
+that canonical crop and copies of it shifted by half a pixel, turned by 3°, saved as JPEG at
+quality 90, and mirrored. For each change the script reports the mean |Δ| of the gender logit
+and of the age, and the share of faces whose stated gender stays the same.
+
+A face found in a photo differs from its dataset crop by changes of about this size (the
+detector's points move by a pixel or two, the pixels are resampled), so these figures bound
+the scene-vs-crop agreement of `synthetic_scenes.py` from below, in a minute instead of six:
+
+    python benchmarks/perturbation_sensitivity.py --data ../shared/data/utkface/UTKFace.tar.gz \
+        [--split val] [--limit 1000] [--model M.onnx] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from synthetic_scenes import read_split_crops
+
+from agegender.inference.predictor import Predictor
+
+
+def _shifted(crop: np.ndarray) -> np.ndarray:
+    side = crop.shape[1], crop.shape[0]
+    return np.asarray(Image.fromarray(crop).transform(
+        side, Image.Transform.AFFINE, (1, 0, 0.5, 0, 1, 0.5), resample=Image.Resampling.BILINEAR))
+
+
+def _turned(crop: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(crop).rotate(3, resample=Image.Resampling.BILINEAR))
+
+
+def _jpeg(crop: np.ndarray) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(crop).save(buffer, "JPEG", quality=90)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def _mirrored(crop: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(crop[:, ::-1])
+
+
+PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "shift 0.5 px": _shifted, "turn 3 deg": _turned, "jpeg q90": _jpeg, "mirror": _mirrored}
+
+
+def _outputs(predictor: Predictor, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gender logit and age of each crop."""
+    logits, ages = [], []
+    for start in range(0, len(crops), 64):
+        out = predictor.backend.predict(crops[start:start + 64])
+        female = np.clip(out.prob_female, 1e-6, 1 - 1e-6)
+        logits.append(np.log(female / (1 - female)))
+        ages.append(out.age)
+    return np.concatenate(logits), np.concatenate(ages)
+
+
+def sensitivity(predictor: Predictor, faces: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per perturbation: mean |Δ gender logit|, mean |Δ age|, gender agreement."""
+    crops = np.stack([predictor.find_faces(face)[0].crop for face in faces])
+    logit, age = _outputs(predictor, crops)
+    results = {"faces": {"count": len(crops)},
+               "gender near 0.5": {"share with |logit| < 0.4": float(np.mean(np.abs(logit) < 0.4))}}
+    for name, perturb in PERTURBATIONS.items():
+        other_logit, other_age = _outputs(predictor, np.stack([perturb(c) for c in crops]))
+        results[name] = {
+            "gender_logit_change": float(np.abs(other_logit - logit).mean()),
+            "age_change": float(np.abs(other_age - age).mean()),
+            "gender_agreement": float(np.mean((other_logit >= 0) == (logit >= 0)))}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path, help="default: the bundled model")
+    parser.add_argument("--split", default="val", choices=["test", "val"])
+    parser.add_argument("--limit", type=int, default=1000, help="first N crops of the split")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    faces = read_split_crops(args.data, args.split)[:args.limit]
+    results = sensitivity(Predictor(args.model), faces)
+    for name, figures in results.items():
+        print(f"{name:>16}: " + "  ".join(f"{key} {value:.4f}" if isinstance(value, float)
+                                          else f"{key} {value}" for key, value in figures.items()))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
