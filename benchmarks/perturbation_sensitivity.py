@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 from synthetic_scenes import read_split_crops
 
+from agegender.inference.backends import predict_in_batches
 from agegender.inference.predictor import Predictor
 
 
@@ -54,13 +55,9 @@ PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 def _outputs(predictor: Predictor, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gender logit and age of each crop."""
-    logits, ages = [], []
-    for start in range(0, len(crops), 64):
-        out = predictor.backend.predict(crops[start:start + 64])
-        female = np.clip(out.prob_female, 1e-6, 1 - 1e-6)
-        logits.append(np.log(female / (1 - female)))
-        ages.append(out.age)
-    return np.concatenate(logits), np.concatenate(ages)
+    out = predict_in_batches(predictor.backend, crops)
+    female = np.clip(out.prob_female, 1e-6, 1 - 1e-6)
+    return np.log(female / (1 - female)), out.age
 
 
 def sensitivity(predictor: Predictor, faces: list[np.ndarray]) -> dict[str, dict[str, float]]:
