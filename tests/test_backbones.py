@@ -188,3 +188,23 @@ def test_efficientnet_lite_matches_the_reference_implementation(name, grace_hopp
     image = _normalise(grace_hopper(model.input_size), model)
     with torch.no_grad():
         torch.testing.assert_close(model(image), ref(image), atol=1e-4, rtol=0)
+
+
+def test_antialiasing_keeps_the_weights_and_steadies_the_features_under_a_one_pixel_shift():
+    torch.manual_seed(0)
+    plain, _ = create_backbone("mobilenet_v2", pretrained=False)
+    steady, _ = create_backbone("mobilenet_v2", pretrained=False, antialias=True)
+    steady.load_state_dict(plain.state_dict(), strict=True)  # same parameters, same names
+    plain.eval(), steady.eval()
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(8, 3, 40, 40, generator=torch.Generator().manual_seed(0)), size=72,
+        mode="bilinear")
+    image, moved = smooth[..., 4:-4, 4:-4], smooth[..., 4:-4, 5:-3]
+
+    def change(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            features = model(image)
+            return ((features - model(moved)).norm(dim=1) / features.norm(dim=1)).mean().item()
+
+    assert change(steady) < 0.25 * change(plain)
+    assert steady(torch.rand(1, 3, 16, 16)).shape == (1, 1280)  # 1×1 maps late in the net

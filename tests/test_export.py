@@ -115,6 +115,29 @@ def test_grayscale_two_network_model_exports_too(tmp_path, faces):
                              .predict(gray))
 
 
+def test_an_antialiased_transfer_model_exports_with_its_blur_filters(tmp_path):
+    prep = Preprocessing(size=32)
+    config = dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1, antialias=True),
+        preprocessing=prep, age_loss="dldl")
+    plain = dataclasses.replace(config, model=dataclasses.replace(config.model, antialias=False))
+    save_checkpoint(tmp_path / "aa.pt", create_model(config.model, prep), config)
+    save_checkpoint(tmp_path / "plain.pt", create_model(plain.model, prep), plain)
+    faces = synthetic_faces(6, 32, seed=3).images
+    exported = export_onnx(tmp_path / "aa.pt", tmp_path / "aa.onnx")
+    _assert_same_predictions(OnnxBackend(exported, threads=1).predict(faces),
+                             TorchCheckpointBackend.from_checkpoint(tmp_path / "aa.pt")
+                             .predict(faces))
+
+    def convolutions(path: Path) -> int:
+        return sum(node.op_type == "Conv" for node in onnx.load(path).graph.node)
+
+    # one blur before each of MobileNetV2's five strided convolutions
+    assert convolutions(exported) == convolutions(
+        export_onnx(tmp_path / "plain.pt", tmp_path / "plain.onnx")) + 5
+
+
 def test_calibration_and_flip_averaging_are_inside_the_exported_graph(tmp_path):
     prep = Preprocessing(size=32)
     config = dataclasses.replace(

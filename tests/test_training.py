@@ -408,6 +408,13 @@ def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_model(tmp_pa
     with pytest.raises(ValueError, match="cannot initialise"):
         Trainer(dataclasses.replace(TINY, init_checkpoint=str(tmp_path / "first" / "best.pt")),
                 data, tmp_path / "other")
+    # anti-aliasing adds no weights: a plain model can start an anti-aliased one
+    config = _tiny_transfer()
+    steady = Trainer(dataclasses.replace(
+        config, model=dataclasses.replace(config.model, antialias=True),
+        init_checkpoint=str(tmp_path / "first" / "best.pt")), data, tmp_path / "steady")
+    for name, value in steady.model.state_dict().items():
+        torch.testing.assert_close(value, start[name])
 
 
 def test_device_auto_falls_back_to_the_cpu_and_a_missing_gpu_is_named():

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--consistency-jitter-share", type=float, metavar="SHARE",
                        help="with --consistency-jitter, only this share of the faces (the "
                             "others get another full augmentation; default 1)")
+    model.add_argument("--antialias", action="store_true", default=None,
+                       help="transfer models: blur before each strided convolution, so the "
+                            "answer moves less when the face moves by a pixel")
     model.add_argument("--low-resolution", type=float, metavar="SHARE",
                        help="augmentation: show this share of the faces at 35–100 %% of their "
                             "resolution, as small faces in photos are")
@@ -134,6 +137,7 @@ def _train(args: argparse.Namespace) -> int:
             consistency_weight=args.consistency_weight,
             consistency_jitter=args.consistency_jitter,
             consistency_jitter_share=args.consistency_jitter_share,
+            model={"antialias": args.antialias},
             augment={"low_resolution": args.low_resolution, "border_fill": args.border_fill})
     metrics = train(config, args.data, args.out, resume=args.resume,
                     split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)

@@ -389,8 +389,41 @@ def create_imagenet_classifier(name: str, pretrained: bool = True) -> ImageNetNe
     return model
 
 
-def create_backbone(name: str, pretrained: bool = True) -> tuple[ImageNetNet, int]:
-    """A feature extractor N×3×H×W (normalised with its `input_mean`/`input_std`) → N×F, and F."""
+def create_backbone(name: str, pretrained: bool = True, antialias: bool = False
+                    ) -> tuple[ImageNetNet, int]:
+    """A feature extractor N×3×H×W (normalised with its `input_mean`/`input_std`) → N×F, and F.
+
+    `antialias` low-passes the input of every strided convolution (`add_antialiasing`)."""
     model = create_imagenet_classifier(name, pretrained)
     model.drop_classifier()
+    if antialias:
+        add_antialiasing(model)
     return model, model.num_features
+
+
+_BINOMIAL_3 = (1.0, 2.0, 1.0)
+
+
+def _blur_input(conv: nn.Conv2d, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
+    """The input blurred by a 3×3 binomial filter per channel (edge pixels repeated, so even
+    a 1×1 map can be blurred)."""
+    (x,) = inputs
+    taps = torch.tensor(_BINOMIAL_3, dtype=x.dtype, device=x.device)
+    kernel = (taps[:, None] * taps[None, :] / taps.sum() ** 2).expand(x.shape[1], 1, 3, 3)
+    return (F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1]),)
+
+
+def add_antialiasing(model: nn.Module) -> nn.Module:
+    """Blur the input of every strided convolution (Zhang, "Making convolutional networks
+    shift-invariant again", ICML 2019).
+
+    A stride-2 layer keeps every other output, so a face moved by one pixel in the image is seen
+    by the next layers on another grid, and the answer changes more than the face did. The
+    binomial low-pass before the subsampling removes the frequencies that alias. It is a forward
+    pre-hook with fixed taps, so the parameters and their names are unchanged (pretrained and
+    earlier checkpoints load as they are) and ONNX export traces it as a plain convolution.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and max(module.stride) > 1:
+            module.register_forward_pre_hook(_blur_input)
+    return model

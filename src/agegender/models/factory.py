@@ -28,6 +28,9 @@ class ModelConfig:
     initial_age: float = 33.0
     backbone: str | None = None
     pretrained: bool = True
+    antialias: bool = False
+    """Transfer models: blur before each strided convolution, so the answer moves less when the
+    face moves by a pixel (`backbones.add_antialiasing`). It adds no weights."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +49,7 @@ def create_model(config: ModelConfig, prep: Preprocessing, load_pretrained: bool
         if prep.grayscale or not config.backbone:
             raise ValueError("a transfer model needs a backbone and RGB input")
         return TransferModel(config.backbone, pretrained=config.pretrained and load_pretrained,
-                             dropout=config.dropout)
+                             dropout=config.dropout, antialias=config.antialias)
     try:
         architecture = SEED_ARCHITECTURES[config.architecture]
     except KeyError:

@@ -16,9 +16,10 @@ class TransferModel(nn.Module):
     model keeps; the logits feed the label-distribution loss and the age interval.
     """
 
-    def __init__(self, backbone: str, pretrained: bool, dropout: float):
+    def __init__(self, backbone: str, pretrained: bool, dropout: float, antialias: bool = False):
         super().__init__()
-        self.backbone, features = create_backbone(backbone, pretrained=pretrained)
+        self.backbone, features = create_backbone(backbone, pretrained=pretrained,
+                                                  antialias=antialias)
         self.num_features = features
         self.dropout = nn.Dropout(dropout)
         self.gender_head = nn.Linear(features, 1)

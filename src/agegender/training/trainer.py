@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from agegender.evaluation.evaluate import evaluate_rows, summarize
 from agegender.evaluation.plots import plot_training_curves
 from agegender.inference.backends import TorchCheckpointBackend
 from agegender.models.age_distribution import dldl_loss
-from agegender.models.factory import create_model
+from agegender.models.factory import ModelConfig, create_model
 from agegender.training.augment import jitter
 from agegender.training.batches import make_batch, model_input, read_batch, read_coverage
 from agegender.training.calibrate import calibrate_checkpoint
@@ -274,7 +274,10 @@ class Trainer:
 
     def _load_initial_weights(self, path: Path) -> None:
         payload = read_checkpoint(path)
-        if payload["config"]["model"] != asdict(self.config.model):
+        # Anti-aliasing adds no weights, so a model without it can start one with it.
+        theirs = replace(ModelConfig(**payload["config"]["model"]),
+                         antialias=self.config.model.antialias)
+        if theirs != self.config.model:
             raise ValueError(f"{path} holds another model ({payload['config']['model']}) than "
                              f"this run's ({asdict(self.config.model)}); it cannot initialise it")
         self.model.load_state_dict(payload["model_state"])
