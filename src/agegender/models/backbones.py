@@ -405,12 +405,13 @@ _BINOMIAL_3 = (1.0, 2.0, 1.0)
 
 
 def _blur_input(conv: nn.Conv2d, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
-    """The input blurred by a 3×3 binomial filter per channel (edge pixels repeated, so even
-    a 1×1 map can be blurred)."""
+    """The input blurred by a 3×3 binomial filter per channel, zero-padded like the convolution
+    itself: onnxruntime then keeps its fast blocked layout through the blur, where an edge
+    padding op made the exported model 2× slower per face and 150 MB larger in memory."""
     (x,) = inputs
     taps = torch.tensor(_BINOMIAL_3, dtype=x.dtype, device=x.device)
     kernel = (taps[:, None] * taps[None, :] / taps.sum() ** 2).expand(x.shape[1], 1, 3, 3)
-    return (F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1]),)
+    return (F.conv2d(x, kernel, padding=1, groups=x.shape[1]),)
 
 
 def add_antialiasing(model: nn.Module) -> nn.Module:
