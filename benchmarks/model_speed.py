@@ -1,0 +1,51 @@
+"""Time an exported model alone: milliseconds per face at batch 1 and at batch 32.
+
+The network only, on random input of its own size (no detection, no alignment), in an
+onnxruntime session set up as `agegender` sets up its own. It compares exported networks,
+e.g. one with an extra operator, on a machine whose speed varies from day to day:
+
+    python benchmarks/model_speed.py MODEL.onnx [MODEL.onnx ...] [--threads 2] [--repeats 30]
+
+Each figure is the median over the repeats, after untimed warm-up runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agegender.onnx_session import cpu_session
+
+
+def median_ms_per_face(session, batch: np.ndarray, repeats: int) -> float:
+    name = session.get_inputs()[0].name
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(None, {name: batch})
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds)) * 1000 / len(batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    for path in args.models:
+        session = cpu_session(path, args.threads, spinning=True)
+        figures = []
+        for size in (1, 32):
+            batch = rng.random([size, *session.get_inputs()[0].shape[1:]], dtype=np.float32)
+            median_ms_per_face(session, batch, args.warmup)
+            figures.append(f"batch {size} {median_ms_per_face(session, batch, args.repeats):.2f}")
+        print(f"{path}: ms per face, {', '.join(figures)}")
+
+if __name__ == "__main__":
+    main()
