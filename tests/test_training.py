@@ -197,6 +197,8 @@ def test_config_round_trips_through_a_dict_and_rejects_bad_values():
         TrainConfig(consistency_jitter=0.0)
     with pytest.raises(ValueError, match="consistency_jitter_share"):
         TrainConfig(consistency_jitter=1.0, consistency_jitter_share=2.0)
+    with pytest.raises(ValueError, match="antialias"):
+        TrainConfig(model=ModelConfig(architecture="seed-cnn", antialias=True))
 
 
 def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_weights(

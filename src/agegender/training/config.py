@@ -102,6 +102,8 @@ class TrainConfig:
                                           and self.model.architecture == "transfer"):
             raise ValueError("feature distillation (embedding_weight) needs soft_targets with "
                              "descriptors and a transfer model")
+        if self.model.antialias and self.model.architecture != "transfer":
+            raise ValueError("antialias applies to a transfer model's backbone")
         if self.consistency_jitter is not None and self.consistency_jitter <= 0:
             raise ValueError("consistency_jitter must be above 0 (None: independent views)")
         if not 0 <= self.consistency_jitter_share <= 1:
