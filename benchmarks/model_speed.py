@@ -1,8 +1,8 @@
 """Time an exported model alone: milliseconds per face at batch 1 and at batch 32.
 
-The network only, on random input of its own size (no detection, no alignment), in an
-onnxruntime session set up as `agegender` sets up its own. It compares exported networks,
-e.g. one with an extra operator, on a machine whose speed varies from day to day:
+The network only, on random faces of its own size (no detection, no alignment), through the
+onnxruntime backend `agegender predict` uses, normalisation included. It compares exported
+networks, e.g. one with an extra operator, on a machine whose speed varies from day to day:
 
     python benchmarks/model_speed.py MODEL.onnx [MODEL.onnx ...] [--threads 2] [--repeats 30]
 
@@ -17,17 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from agegender.onnx_session import cpu_session
+from agegender.inference.backends import OnnxBackend
 
 
-def median_ms_per_face(session, batch: np.ndarray, repeats: int) -> float:
-    name = session.get_inputs()[0].name
+def median_ms_per_face(backend: OnnxBackend, faces: np.ndarray, repeats: int) -> float:
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
-        session.run(None, {name: batch})
+        backend.predict(faces)
         seconds.append(time.perf_counter() - started)
-    return float(np.median(seconds)) * 1000 / len(batch)
+    return float(np.median(seconds)) * 1000 / len(faces)
 
 
 def main() -> None:
@@ -39,13 +38,16 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     for path in args.models:
-        session = cpu_session(path, args.threads, spinning=True)
+        backend = OnnxBackend(path, threads=args.threads)
+        side, channels = backend.preprocessing.size, backend.preprocessing.channels
         figures = []
         for size in (1, 32):
-            batch = rng.random([size, *session.get_inputs()[0].shape[1:]], dtype=np.float32)
-            median_ms_per_face(session, batch, args.warmup)
-            figures.append(f"batch {size} {median_ms_per_face(session, batch, args.repeats):.2f}")
+            faces = rng.integers(0, 256, (size, side, side, channels), dtype=np.uint8)
+            for _ in range(args.warmup):
+                backend.predict(faces)
+            figures.append(f"batch {size} {median_ms_per_face(backend, faces, args.repeats):.2f}")
         print(f"{path}: ms per face, {', '.join(figures)}")
+
 
 if __name__ == "__main__":
     main()
