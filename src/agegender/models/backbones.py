@@ -406,8 +406,9 @@ _BINOMIAL_3 = (1.0, 2.0, 1.0)
 
 def _blur_input(conv: nn.Conv2d, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
     """The input blurred by a 3×3 binomial filter per channel, zero-padded like the convolution
-    itself: onnxruntime then keeps its fast blocked layout through the blur, where an edge
-    padding op made the exported model 2× slower per face and 150 MB larger in memory."""
+    itself: onnxruntime then keeps its fast blocked layout through the blur, where a separate
+    edge-padding op made the exported model about 1.4× slower per face in batches of 32 and
+    60 MB larger in memory (benchmarks README, session 10)."""
     (x,) = inputs
     taps = torch.tensor(_BINOMIAL_3, dtype=x.dtype, device=x.device)
     kernel = (taps[:, None] * taps[None, :] / taps.sum() ** 2).expand(x.shape[1], 1, 3, 3)
