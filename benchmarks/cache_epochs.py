@@ -5,7 +5,7 @@ get the decoded faces (pass 1: an empty cache, so every JPEG is decoded from the
 pass 2: the memory-mapped cache), then assemble every augmented training batch. Training-epoch
 times with the model are in each run's `metrics.json` under "timing".
 
-    python benchmarks/cache_epochs.py --data ../shared/data/utkface/UTKFace.tar.gz
+    python -m benchmarks.cache_epochs --data ../shared/data/utkface/UTKFace.tar.gz
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from agegender.data.labelled import load_labelled_faces
-from agegender.training import get_preset
-from agegender.training.trainer import make_batch
+from agegender.training.batches import make_batch
+from agegender.training.presets import get_preset
+from benchmarks.common import argument_parser
 
 
 def data_epoch(data_path: Path, preset: str, cache_dir: Path) -> tuple[float, float, int]:
@@ -38,11 +39,15 @@ def data_epoch(data_path: Path, preset: str, cache_dir: Path) -> tuple[float, fl
     return loaded - started, time.perf_counter() - loaded, len(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--preset", default="seed-cnn")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as cache_dir:
         cold = data_epoch(args.data, args.preset, Path(cache_dir))

@@ -5,7 +5,7 @@ spending a training budget on it. Checkpoints are read uncalibrated: figures are
 gender and the expected age of the raw outputs, the same as `agegender evaluate` gives for
 the gender decision and within rounding for age.
 
-    python benchmarks/checkpoint_ensemble.py --data ../shared/data/utkface/UTKFace.tar.gz \\
+    python -m benchmarks.checkpoint_ensemble --data ../shared/data/utkface/UTKFace.tar.gz \\
         runs/gpu/t0.pt runs/gpu/t1.pt runs/gpu/t2.pt
 """
 
@@ -18,15 +18,18 @@ import numpy as np
 import torch
 
 from agegender.data.labelled import LabelledFaces, load_labelled_faces
+from agegender.models.checkpoint import load_checkpoint
 from agegender.training.batches import make_batch
-from agegender.training.checkpoint import load_model
+from agegender.training.config import TrainConfig
+from benchmarks.common import argument_parser
 
 SPLITS = ("val", "test")
 
 
 def outputs(path: Path, data: LabelledFaces) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per split: probability of female and age distribution of every face."""
-    model, config = load_model(path)
+    checkpoint = load_checkpoint(path)
+    model, config = checkpoint.model, TrainConfig.from_dict(checkpoint.config)
     result = {}
     for split in SPLITS:
         rows = data.rows(split)
@@ -49,16 +52,20 @@ def figures(prob_female: np.ndarray, ages: np.ndarray, data: LabelledFaces, spli
     return f"{split} MAE {mae:.3f} gender acc {accuracy:.4f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__, description=__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("checkpoints", type=Path, nargs="+",
                         help="transfer-model checkpoints with the same preprocessing")
-    args = parser.parse_args()
-    _, config = load_model(args.checkpoints[0])
-    data = load_labelled_faces(args.data, config.preprocessing, cache_dir=args.cache_dir,
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    preprocessing = load_checkpoint(args.checkpoints[0]).preprocessing
+    data = load_labelled_faces(args.data, preprocessing, cache_dir=args.cache_dir,
                                progress=False)
     per_model = {path: outputs(path, data) for path in args.checkpoints}
     for path, result in per_model.items():

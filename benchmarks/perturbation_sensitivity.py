@@ -7,9 +7,9 @@ and of the age, and the share of faces whose stated gender stays the same.
 
 A face found in a photo differs from its dataset crop by changes of about this size (the
 detector's points move by a pixel or two, the pixels are resampled), so these figures bound
-the scene-vs-crop agreement of `synthetic_scenes.py` from below, in a minute instead of six:
+the scene-vs-crop agreement of `benchmarks.synthetic_scenes` from below, in a minute instead of six:
 
-    python benchmarks/perturbation_sensitivity.py --data ../shared/data/utkface/UTKFace.tar.gz \
+    python -m benchmarks.perturbation_sensitivity --data ../shared/data/utkface/UTKFace.tar.gz \
         [--split val] [--limit 1000] [--model M.onnx] [--json FILE]
 """
 
@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from synthetic_scenes import read_split_crops
 
 from agegender.inference.backends import predict_in_batches
 from agegender.inference.predictor import Predictor
+from benchmarks.common import argument_parser, read_split_crops, write_json
 
 
 def _shifted(crop: np.ndarray) -> np.ndarray:
@@ -75,21 +74,24 @@ def sensitivity(predictor: Predictor, faces: list[np.ndarray]) -> dict[str, dict
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, help="default: the bundled model")
     parser.add_argument("--split", default="val", choices=["test", "val"])
     parser.add_argument("--limit", type=int, default=1000, help="first N crops of the split")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     faces = read_split_crops(args.data, args.split)[:args.limit]
     results = sensitivity(Predictor(args.model), faces)
     for name, figures in results.items():
         print(f"{name:>16}: " + "  ".join(f"{key} {value:.4f}" if isinstance(value, float)
                                           else f"{key} {value}" for key, value in figures.items()))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ the good files alone.
 `memory`: peak resident memory (`/usr/bin/time -v`) of predicting folders of increasing size
 (copies of the test crops); flat means it does not grow with the number of files.
 
-    python benchmarks/robustness.py broken --data ../shared/data/utkface/UTKFace.tar.gz [--good 500]
-    python benchmarks/robustness.py memory --data ../shared/data/utkface/UTKFace.tar.gz \
+    python -m benchmarks.robustness broken --data ../shared/data/utkface/UTKFace.tar.gz [--good 500]
+    python -m benchmarks.robustness memory --data ../shared/data/utkface/UTKFace.tar.gz \
         [--sizes 1000 10000]
 """
 
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from synthetic_scenes import read_split_crops
+
+from benchmarks.common import argument_parser, read_split_crops, write_json
 
 BROKEN_KINDS = ("corrupt", "truncated", "empty", "not_an_image", "bomb", "unreadable")
 
@@ -129,8 +130,8 @@ def _peak_rss_mb(time_output: str) -> float:
                .group(1)) / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("check", choices=["broken", "memory"])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--good", type=int, default=500, help="broken: number of good files")
@@ -138,13 +139,16 @@ def main() -> None:
                         help="memory: folder sizes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     crops = read_split_crops(args.data)
     with tempfile.TemporaryDirectory(prefix="agegender-robust-") as tmp:
         results = (broken if args.check == "broken" else memory)(args, crops, Path(tmp))
     print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ A last control leaves the detector out: the crop's own detected landmarks are mo
 by 0.5, 1 or 2 px in a random direction before alignment, so the face is framed a little
 differently and nothing else changes.
 
-    python benchmarks/scene_controls.py --data ../shared/data/utkface/UTKFace.tar.gz [--faces 150]
+    python -m benchmarks.scene_controls --data ../shared/data/utkface/UTKFace.tar.gz [--faces 150]
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from synthetic_scenes import read_split_crops
 
 from agegender.evaluation.scenes import background
 from agegender.faces.canonical import canonical_crop
 from agegender.inference.predictor import Predictor
+from benchmarks.common import argument_parser, read_split_crops
 
 CANVAS = 400
 
@@ -43,13 +43,17 @@ def pasted(crop: np.ndarray, control: str, rng: np.random.Generator) -> np.ndarr
     return np.asarray(canvas)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, help="default: the bundled model")
     parser.add_argument("--faces", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     crops = read_split_crops(args.data)
     rng = np.random.default_rng(args.seed)
     predictor = Predictor(args.model)

@@ -10,7 +10,7 @@ background. Every face's true place is known, so the script reports:
 - agreement: for each detected face, age and gender from the scene vs from the same crop given
   alone to `agegender predict` (mean |Δ age| in years, share of equal genders).
 
-    python benchmarks/synthetic_scenes.py --data ../shared/data/utkface/UTKFace.tar.gz \
+    python -m benchmarks.synthetic_scenes --data ../shared/data/utkface/UTKFace.tar.gz \
         [--scenes 200] [--seed 0] [--model M.onnx] [--split test|val] [--json FILE]
 
 Models are compared on scenes of `--split val` crops; the acceptance figures use test crops.
@@ -19,23 +19,15 @@ Models are compared on scenes of `--split val` crops; the acceptance figures use
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-import numpy as np
-from peer_comparison import read_split_faces
 
 from agegender.evaluation.scenes import evaluate_scenes
 from agegender.inference.predictor import Predictor
+from benchmarks.common import argument_parser, read_split_crops, write_json
 
 
-def read_split_crops(data: Path, split: str = "test") -> list[np.ndarray]:
-    """The decoded `split == <split>` crops, as the peer comparison reads them."""
-    return read_split_faces(data, limit=None, seed=0, split=split)[0]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, help="default: the bundled model")
     parser.add_argument("--scenes", type=int, default=200)
@@ -43,14 +35,17 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=["test", "val"],
                         help="crops the scenes are made of: val to choose between models")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     predictor = Predictor(args.model)
     results = evaluate_scenes(predictor, read_split_crops(args.data, args.split), args.scenes,
                               args.seed)
     for key, value in results.items():
         print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":
