@@ -303,7 +303,10 @@ def test_predict_command_annotates_and_resumes(aligned_checkpoint, scene_files, 
     assert main(["predict", *first, "--model", str(aligned_checkpoint), "--output", str(output),
                  "--annotate", str(drawings)]) == EXIT_OK
     drawn = sorted(drawings.rglob("*.jpg"))
-    assert len(drawn) == 3 and Image.open(drawn[0]).size == (720, 560)
+    # file arguments: each drawing is named after its file, directly under the folder
+    assert [path.relative_to(drawings).as_posix() for path in drawn] == [
+        "scene0.jpg", "scene1.jpg", "scene2.jpg"]
+    assert Image.open(drawn[0]).size == (720, 560)
     with output.open("a") as stream:
         stream.write(f"{scene_files[3]},0,1,2")  # a row cut off by an interruption
     code = main(["predict", *map(str, scene_files), "--model", str(aligned_checkpoint),
@@ -316,6 +319,67 @@ def test_predict_command_annotates_and_resumes(aligned_checkpoint, scene_files, 
                                                  scene_files.index(path)])]
     assert main(["predict", str(scene_files[0]), "--output", str(tmp_path / "x.json"),
                  "--model", str(aligned_checkpoint), "--resume"]) == EXIT_ERROR
+
+
+def test_predict_batch_gives_one_list_of_rows_per_image_in_order(aligned_checkpoint,
+                                                                  scene_files, example):
+    predictor = Predictor(aligned_checkpoint)
+    calls = []
+    model_predict = predictor.backend.predict
+    predictor.backend.predict = lambda crops: calls.append(len(crops)) or model_predict(crops)
+    wall = np.full((900, 1200, 3), 90, np.uint8)
+    images = [scene_files[2], wall, scene_files[-1], example]
+    rows = predictor.predict_batch(images, files=[None, "wall.jpg", None, "face.png"])
+    assert calls == [3]  # the faces of all images in one model call
+    assert [len(image_rows) for image_rows in rows] == [2, 1, 1, 1]
+    assert [image_rows[0].file for image_rows in rows] == [
+        str(scene_files[2]), "wall.jpg", str(scene_files[-1]), "face.png"]
+    assert [image_rows[0].error for image_rows in rows[:2]] == [None, NO_FACE]
+    assert rows[2][0].error and rows[2][0].age is None  # unreadable: its error row
+    assert rows[3][0].error is None and rows[3][0].age is not None
+    assert rows == [predictor.predict(image, file) for image, file in
+                    zip(images, [None, "wall.jpg", None, "face.png"], strict=True)]
+    calls.clear()
+    predictor.batch_size = 2
+    assert predictor.predict_batch(images[::-1])[-1] == rows[0]
+    assert calls == [2, 1]  # at most batch_size faces per call
+    assert predictor.predict_batch([]) == []
+
+
+def test_rows_carry_full_precision_and_the_csv_rounds(tmp_path):
+    (row,) = Predictor().predict(EXAMPLE)  # the bundled model, which gives intervals
+    box = (row.x, row.y, row.w, row.h)
+    assert any(value != round(value) for value in box)
+    for value in (row.det_score, row.age, row.age_low, row.age_high, row.gender_prob):
+        assert float(np.float32(value)) == value != round(value, 4)  # a float32, unrounded
+    output = tmp_path / "rows.csv"
+    assert main(["predict", str(EXAMPLE), "--output", str(output)]) == EXIT_OK
+    with output.open() as stream:
+        (written,) = csv.DictReader(stream)
+    assert [written[key] for key in ("x", "y", "w", "h")] == [str(round(v)) for v in box]
+    assert [written[key] for key in ("age", "age_low", "age_high")] == [
+        str(round(v, 1)) for v in (row.age, row.age_low, row.age_high)]
+    assert (written["det_score"], written["gender_prob"]) == (
+        str(round(row.det_score, 4)), str(round(row.gender_prob, 4)))
+
+
+def test_predict_command_annotates_below_each_input_root(aligned_checkpoint, tmp_path):
+    """Folders keep their sub-folders, a file goes by its name, a glob below its base folder;
+    a second input wanting a taken name gets `_2`."""
+    sizes = {"photos/a/y.png": (40, 30), "photos/x.jpg": (60, 50), "other/x.png": (70, 40),
+             "single/z.png": (30, 30), "globbed/sub/g.png": (50, 20)}
+    for name, size in sizes.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (120, 90, 60)).save(tmp_path / name)
+    out = tmp_path / "drawn"
+    assert main(["predict", str(tmp_path / "photos"), str(tmp_path / "other"),
+                 str(tmp_path / "single" / "z.png"), str(tmp_path / "globbed" / "**" / "*.png"),
+                 "--model", str(aligned_checkpoint), "--output", str(tmp_path / "rows.csv"),
+                 "--annotate", str(out)]) == EXIT_OK
+    drawn = {path.relative_to(out).as_posix(): Image.open(path).size
+             for path in out.rglob("*.jpg")}
+    assert drawn == {"a/y.jpg": (40, 30), "x.jpg": (60, 50), "x_2.jpg": (70, 40),
+                     "z.jpg": (30, 30), "sub/g.jpg": (50, 20)}
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:

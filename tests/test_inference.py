@@ -1,12 +1,15 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from agegender.imageio import ImageReadError, decode_image
-from agegender.inference.inputs import expand_inputs
+from agegender.inference.annotate import Annotator, draw_faces, label
+from agegender.inference.inputs import InputFile, expand_inputs
 from agegender.inference.output import ResultWriter
+from agegender.inference.predictor import RESULT_COLUMNS, FaceResult
 from agegender.preprocessing import Preprocessing, normalize, resize_face
 
 
@@ -60,9 +63,87 @@ def test_expand_inputs_walks_folders_globs_and_reports_missing(tmp_path):
     (tmp_path / "sub").mkdir()
     for name in ("a.jpg", "sub/b.PNG", "sub/c.txt"):
         (tmp_path / name).write_bytes(b"x")
-    paths, missing = expand_inputs([str(tmp_path), str(tmp_path / "*.jpg"), "nope.jpg"])
-    assert [p.name for p in paths] == ["a.jpg", "b.PNG"]
+    files, missing = expand_inputs([str(tmp_path), str(tmp_path / "*.jpg"), "nope.jpg"])
+    assert [file.path.name for file in files] == ["a.jpg", "b.PNG"]
     assert missing == [("nope.jpg", "no such file or folder")]
+
+
+def test_expand_inputs_gives_each_file_its_path_below_the_argument_it_came_from(tmp_path):
+    for name in ("photos/a/y.png", "photos/x.jpg", "p/x.jpg", "globbed/g1.png",
+                 "globbed/sub/g2.png", "globbed/skip.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    files, missing = expand_inputs([str(tmp_path / "photos"), str(tmp_path / "p" / "x.jpg"),
+                                    str(tmp_path / "globbed" / "**" / "*.png"),
+                                    str(tmp_path / "photos" / "x.jpg")])
+    assert missing == []
+    assert [(file.path.relative_to(tmp_path).as_posix(), file.relative.as_posix())
+            for file in files] == [("photos/a/y.png", "a/y.png"), ("photos/x.jpg", "x.jpg"),
+                                   ("p/x.jpg", "x.jpg"), ("globbed/g1.png", "g1.png"),
+                                   ("globbed/sub/g2.png", "sub/g2.png")]
+    assert files[1].root == tmp_path / "photos"  # named twice: the first argument's root
+
+
+def test_a_relative_glob_is_taken_below_its_folder_before_the_wildcard(tmp_path, monkeypatch):
+    (tmp_path / "shots" / "day1").mkdir(parents=True)
+    (tmp_path / "shots" / "day1" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    files, _ = expand_inputs(["shots/day*/a.jpg", "*.jpg"])
+    assert [(str(file.root), file.relative.as_posix()) for file in files] == [
+        ("shots", "day1/a.jpg"), (".", "b.jpg")]
+
+
+def test_annotations_mirror_the_input_root_and_never_overwrite_each_other(tmp_path):
+    inputs = [InputFile(Path("/tmp/photos/a/y.png"), Path("/tmp/photos")),
+              InputFile(Path("/tmp/photos/x.jpg"), Path("/tmp/photos")),
+              InputFile(Path("/elsewhere/x.png"), Path("/elsewhere")),
+              InputFile(Path("/tmp/p/clip.mp4"), Path("/tmp/p"))]
+    annotator = Annotator(tmp_path, inputs)
+    assert annotator.path_for("/tmp/photos/a/y.png") == tmp_path / "a" / "y.jpg"
+    assert annotator.path_for("/tmp/photos/x.jpg") == tmp_path / "x.jpg"
+    assert annotator.path_for("/elsewhere/x.png") == tmp_path / "x_2.jpg"
+    assert annotator.path_for("/tmp/photos/x.jpg") == tmp_path / "x.jpg"  # asked again
+    assert annotator.path_for("/tmp/p/clip.mp4", 30) == tmp_path / "clip_frame000030.jpg"
+    assert annotator.path_for("/tmp/p/clip.mp4", 31) == tmp_path / "clip_frame000031.jpg"
+
+
+def test_the_writers_round_full_precision_rows(tmp_path):
+    row = FaceResult(file="a.jpg", face=0, x=10.5, y=-3.6, w=99.51, h=120.49,
+                     det_score=0.987654321, age=34.96123, age_low=28.04999, age_high=41.25001,
+                     gender="female", gender_prob=0.973456789)
+    with ResultWriter(RESULT_COLUMNS, tmp_path / "rows.csv") as writer:
+        writer.write(row.to_dict())
+    assert (tmp_path / "rows.csv").read_text().splitlines()[1] == (
+        "a.jpg,,,0,10,-4,100,120,0.9877,35.0,28.0,41.3,female,0.9735,")
+    with ResultWriter(RESULT_COLUMNS, tmp_path / "rows.jsonl") as writer:
+        writer.write(row.to_dict())
+    written = json.loads((tmp_path / "rows.jsonl").read_text())
+    assert (written["x"], written["w"], written["age"], written["gender_prob"]) == (
+        10, 100, 35.0, 0.9735)
+    assert isinstance(written["x"], int)
+    assert row.age == 34.96123 and row.x == 10.5  # the row itself is left as it was
+
+
+def test_the_label_is_ascii_and_shows_the_values_as_the_csv_gives_them():
+    row = FaceResult(file="a.jpg", face=0, x=10.4, y=20.6, w=50.2, h=60.7, det_score=0.99,
+                     age=35.46, age_low=28.04, age_high=41.3, gender="female",
+                     gender_prob=0.973456)
+    # the CSV says 35.5, so the picture says 36 (not 35, as 35.46 would round alone)
+    assert label(row) == "F 36 (28-41) 0.97"
+    assert label(row).isascii()
+    single = FaceResult(file="b.jpg", face=0, x=0, y=0, w=9, h=9, age=7.0, gender="male",
+                        gender_prob=0.5)
+    assert label(single) == "M 7 0.50"
+
+
+def test_boxes_are_drawn_where_the_csv_puts_them():
+    row = FaceResult(file="a.jpg", face=0, x=40.4, y=60.6, w=50.2, h=30.3, age=30.0,
+                     gender="male", gender_prob=0.9)
+    drawn = np.asarray(draw_faces(np.zeros((200, 200, 3), np.uint8), [row]))
+    # box from (40, 61) to (90, 91), 2 px wide: the left edge is coloured, the inside is not
+    assert tuple(drawn[80, 40]) == (40, 120, 230) and tuple(drawn[80, 39]) == (0, 0, 0)
+    assert tuple(drawn[91, 60]) == (40, 120, 230) and tuple(drawn[80, 60]) == (0, 0, 0)
 
 
 def test_json_writer_produces_valid_json_even_when_empty(tmp_path):

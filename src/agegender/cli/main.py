@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--workers", type=int, default=2,
                          help="threads that decode, detect and align ahead of the model")
     predict.add_argument("--annotate", type=Path, metavar="DIR",
-                         help="also save each image with boxes and labels drawn, under DIR")
+                         help="also save each image with boxes and labels drawn, as JPEG under "
+                              "DIR at its path below the folder (or file, or glob) given")
     predict.add_argument("--every", type=int, default=1, metavar="N",
                          help="videos: predict every N-th frame (default every frame)")
     predict.add_argument("--resume", action="store_true",
@@ -172,21 +173,23 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from agegender.inference import RESULT_COLUMNS, FaceResult, Predictor
-    from agegender.inference.annotate import save_annotated
+    from agegender.inference.annotate import Annotator
     from agegender.inference.inputs import expand_inputs
     from agegender.inference.output import ResultWriter, files_done
     from agegender.inference.predictor import NO_FACE
 
-    paths, missing = expand_inputs(args.paths)
+    inputs, missing = expand_inputs(args.paths)
     if args.resume and args.output is None:
         raise ValueError("--resume needs --output, the file to continue")
     done = files_done(args.output) if args.resume else set()
     if done:
-        paths = [path for path in paths if str(path) not in done]
+        inputs = [item for item in inputs if str(item.path) not in done]
         missing = [(argument, reason) for argument, reason in missing if argument not in done]
         log.info("resuming: %d files already in %s, %d to go", len(done), args.output,
-                 len(paths))
+                 len(inputs))
+    paths = [item.path for item in inputs]
     predictor = Predictor(args.model, batch_size=args.batch_size)
+    annotator = Annotator(args.annotate, inputs) if args.annotate is not None else None
     failed = faces = without_face = 0
     with ResultWriter(RESULT_COLUMNS, args.output, append=args.resume) as writer:
         for argument, reason in missing:
@@ -195,7 +198,7 @@ def _predict(args: argparse.Namespace) -> int:
         writer.flush()
         progress = tqdm(paths, unit="image", disable=len(paths) < 20)
         results = predictor.predict_paths(progress, workers=args.workers,
-                                          keep_images=args.annotate is not None,
+                                          keep_images=annotator is not None,
                                           every=args.every)
         for result in results:
             for row in result.rows:
@@ -204,9 +207,8 @@ def _predict(args: argparse.Namespace) -> int:
                 without_face += row.error == NO_FACE
                 failed += row.error not in (None, NO_FACE)
             writer.flush()
-            if args.annotate is not None and result.image is not None:
-                save_annotated(result.image, result.rows, args.annotate, result.file,
-                               result.frame)
+            if annotator is not None:
+                annotator.save(result)
     for_log = f" to {args.output}" if args.output else ""
     log.info("%d images%s: %d faces, %d images without a face, %d failed",
              len(paths) + len(missing), for_log, faces, without_face, failed)

@@ -12,6 +12,19 @@ from typing import TextIO
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
+ROUNDING: dict[str, int | None] = {
+    "x": None, "y": None, "w": None, "h": None, "det_score": 4,
+    "age": 1, "age_low": 1, "age_high": 1, "gender_prob": 4}
+"""Digits each column is written with, by Python's `round` (None: an integer). Rows
+(`FaceResult`) carry full precision; only the writers, and the labels `--annotate` draws,
+round."""
+
+
+def rounded(row: dict) -> dict:
+    """`row` with the columns named in `ROUNDING` rounded as they are written."""
+    return {key: value if value is None or key not in ROUNDING else round(value, ROUNDING[key])
+            for key, value in row.items()}
+
 
 class ResultWriter:
     """Context manager writing dict rows to `path` in the format its suffix names (no path: CSV
@@ -52,7 +65,9 @@ class ResultWriter:
         return self
 
     def write(self, row: dict) -> None:
+        """Write one row, rounded as `ROUNDING` says."""
         assert self._stream is not None, "use ResultWriter as a context manager"
+        row = rounded(row)
         if self.format == "csv":
             self._csv.writerow({k: "" if row.get(k) is None else row[k] for k in self.columns})
         else:

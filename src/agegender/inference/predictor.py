@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
@@ -17,7 +17,7 @@ from agegender.data.records import GENDER_NAMES
 from agegender.faces.canonical import canonical_crop
 from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError, decode_image
-from agegender.inference.backends import ModelBackend, load_backend
+from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
 from agegender.inference.video import VideoReadError, is_video, iter_frames
 
 T = TypeVar("T")
@@ -28,17 +28,18 @@ class FaceResult:
     """One output row. `gender_prob` is the probability of the stated `gender`.
 
     A file that failed has `error` set and no face fields. `frame` (index) and `time` (seconds)
-    are set for video frames only.
+    are set for video frames only. Values are at full precision (the box as the detector gives
+    it); the CSV and JSON writers round them (`agegender.inference.output.ROUNDING`).
     """
 
     file: str
     frame: int | None = None
     time: float | None = None
     face: int | None = None
-    x: int | None = None
-    y: int | None = None
-    w: int | None = None
-    h: int | None = None
+    x: float | None = None
+    y: float | None = None
+    w: float | None = None
+    h: float | None = None
     det_score: float | None = None
     age: float | None = None
     age_low: float | None = None
@@ -163,29 +164,38 @@ class Predictor:
         return []
 
     def predict_crops(self, crops: np.ndarray) -> list[dict]:
-        """Age, interval, gender and its probability for N canonical crops (uint8)."""
-        out = self.backend.predict(crops)
+        """Age, interval, gender and its probability for N canonical crops (uint8), at full
+        precision, in model calls of at most `batch_size` crops."""
+        out = predict_in_batches(self.backend, crops, self.batch_size)
         results = []
         for age, low, high, prob_female in zip(out.age, out.age_low, out.age_high,
                                                out.prob_female, strict=True):
             female = bool(prob_female >= 0.5)
             results.append({
-                "age": round(float(age), 1), "age_low": _rounded(low), "age_high": _rounded(high),
+                "age": float(age), "age_low": _finite(low), "age_high": _finite(high),
                 "gender": GENDER_NAMES[int(female)],
-                "gender_prob": round(float(prob_female if female else 1 - prob_female), 4)})
+                "gender_prob": float(prob_female if female else 1 - prob_female)})
         return results
 
     def predict(self, image: ImageInput, file: str | None = None) -> list[FaceResult]:
-        """Rows for one image (a path, or an RGB uint8 array), one per face, largest first.
+        """Rows for one image (a path, or an RGB uint8 array named `file`): `predict_batch`
+        of that image alone."""
+        return self.predict_batch([image], [file])[0]
+
+    def predict_batch(self, images: Sequence[ImageInput],
+                      files: Sequence[str | None] | None = None) -> list[list[FaceResult]]:
+        """Rows for each image (a path, or an RGB uint8 array), in order: one per face,
+        largest first, at full precision.
 
         A file that cannot be read gives one row with its `error`; so does an image in which
-        no face is found (`NO_FACE`).
+        no face is found (`NO_FACE`). `files` names the arrays (default ""); a path is named by
+        itself. The faces of all images go through the model together, `batch_size` at a time.
+        Every image is decoded before the model runs: for many files, `predict_paths` streams.
         """
-        if isinstance(image, np.ndarray):
-            analysed = _Analysed(file or "", self.find_faces(image), None)
-        else:
-            analysed = self._analyse_item(_Item(Path(image)), keep_image=False)
-        return self._predict_batch([analysed])[0].rows
+        names = [None] * len(images) if files is None else files
+        analysed = [self._analyse_input(image, name)
+                    for image, name in zip(images, names, strict=True)]
+        return [result.rows for result in self._predict_analysed(analysed)]
 
     def predict_paths(self, paths: Iterable[Path], workers: int = 1, keep_images: bool = False,
                       every: int = 1) -> Iterator[ImageResult]:
@@ -204,9 +214,9 @@ class Predictor:
             pending.append(analysed)
             faces += len(analysed.faces) if isinstance(analysed.faces, list) else 0
             if faces >= self.batch_size or len(pending) >= self.batch_size:
-                yield from self._predict_batch(pending)
+                yield from self._predict_analysed(pending)
                 pending, faces = [], 0
-        yield from self._predict_batch(pending)
+        yield from self._predict_analysed(pending)
 
     def detector_for(self, workers: int) -> FaceDetector | None:
         """The detector `predict_paths` uses with this many worker threads."""
@@ -228,27 +238,31 @@ class Predictor:
         return _Analysed(file, self.find_faces(image, detector), image if keep_image else None,
                          item.frame, item.time)
 
-    def _predict_batch(self, batch: list[_Analysed]) -> list[ImageResult]:
-        """Predict every face of the batch's images in one model call; rows per image."""
+    def _analyse_input(self, image: ImageInput, file: str | None) -> _Analysed:
+        if isinstance(image, np.ndarray):
+            return _Analysed(file or "", self.find_faces(image), None)
+        return self._analyse_item(_Item(Path(image)), keep_image=False)
+
+    def _predict_analysed(self, batch: list[_Analysed]) -> list[ImageResult]:
+        """The one batching path (`predict_batch`, `predict_paths`): every face of the batch's
+        images through `predict_crops`; rows per image."""
         crops = [face.crop for item in batch if isinstance(item.faces, list)
                  for face in item.faces]
         predictions = iter(self.predict_crops(np.stack(crops)) if crops else [])
-        results = []
-        for item in batch:
-            where = {"file": item.file, "frame": item.frame, "time": item.time}
-            if isinstance(item.faces, ImageReadError | VideoReadError):
-                rows = [FaceResult(**where, error=item.faces.reason)]
-            elif not item.faces:
-                rows = [FaceResult(**where, error=NO_FACE)]
-            else:
-                rows = [FaceResult(**where, face=index, x=round(face.box[0]),
-                                   y=round(face.box[1]), w=round(face.box[2]),
-                                   h=round(face.box[3]),
-                                   det_score=None if face.score is None else round(face.score, 4),
-                                   **next(predictions))
-                        for index, face in enumerate(item.faces)]
-            results.append(ImageResult(item.file, rows, item.image, item.frame))
-        return results
+        return [ImageResult(item.file, _rows(item, predictions), item.image, item.frame)
+                for item in batch]
+
+
+def _rows(item: _Analysed, predictions: Iterator[dict]) -> list[FaceResult]:
+    """The rows of one analysed image, taking its faces' predictions from `predictions`."""
+    where = {"file": item.file, "frame": item.frame, "time": item.time}
+    if isinstance(item.faces, ImageReadError | VideoReadError):
+        return [FaceResult(**where, error=item.faces.reason)]
+    if not item.faces:
+        return [FaceResult(**where, error=NO_FACE)]
+    return [FaceResult(**where, face=index, x=face.box[0], y=face.box[1], w=face.box[2],
+                       h=face.box[3], det_score=face.score, **next(predictions))
+            for index, face in enumerate(item.faces)]
 
 
 class _Lazy(Generic[T]):
@@ -295,5 +309,5 @@ def _ordered_map(function: Callable[[_Item], _Analysed], items: Iterable[_Item],
             yield window.popleft().result()
 
 
-def _rounded(value: float) -> float | None:
-    return round(float(value), 1) if np.isfinite(value) else None
+def _finite(value: np.floating) -> float | None:
+    return float(value) if np.isfinite(value) else None
