@@ -26,12 +26,13 @@ from agegender.inference.backends import (
     load_backend,
     predict_in_batches,
 )
-from agegender.models import ModelConfig, create_model
 from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from agegender.models.checkpoint import load_checkpoint, save_checkpoint
+from agegender.models.config import ModelConfig
 from agegender.models.deploy import Calibration
+from agegender.models.factory import create_model
 from agegender.preprocessing import Preprocessing
-from agegender.training import Trainer
-from agegender.training.checkpoint import load_model, save_checkpoint
+from agegender.training.loop import Trainer
 from tests.conftest import synthetic_faces
 from tests.test_training import TINY
 
@@ -82,7 +83,7 @@ def test_batch_size_is_dynamic(checkpoint, onnx_model, faces, batch):
 
 
 def test_metadata_round_trips_and_the_graph_is_as_documented(checkpoint, onnx_model):
-    _, config = load_model(checkpoint)
+    config = load_checkpoint(checkpoint)
     backend = load_backend(onnx_model)
     assert isinstance(backend, OnnxBackend)
     assert backend.preprocessing == config.preprocessing == Preprocessing(size=16)
@@ -106,7 +107,7 @@ def test_grayscale_two_network_model_exports_too(tmp_path, faces):
     prep = Preprocessing(size=16, grayscale=True)
     config = dataclasses.replace(TINY, model=ModelConfig(
         architecture="seed-separate", widths=[8], dense=[16]), preprocessing=prep)
-    save_checkpoint(tmp_path / "gray.pt", create_model(config.model, prep), config)
+    save_checkpoint(tmp_path / "gray.pt", create_model(config.model, prep), config.to_dict())
     backend = OnnxBackend(export_onnx(tmp_path / "gray.pt", tmp_path / "gray.onnx"), threads=1)
     assert backend.preprocessing == prep
     gray = faces[:5, :, :, :1]
@@ -122,8 +123,8 @@ def test_an_antialiased_transfer_model_exports_with_its_blur_filters(tmp_path):
                                 pretrained=False, dropout=0.1, antialias=True),
         preprocessing=prep, age_loss="dldl")
     plain = dataclasses.replace(config, model=dataclasses.replace(config.model, antialias=False))
-    save_checkpoint(tmp_path / "aa.pt", create_model(config.model, prep), config)
-    save_checkpoint(tmp_path / "plain.pt", create_model(plain.model, prep), plain)
+    save_checkpoint(tmp_path / "aa.pt", create_model(config.model, prep), config.to_dict())
+    save_checkpoint(tmp_path / "plain.pt", create_model(plain.model, prep), plain.to_dict())
     faces = synthetic_faces(6, 32, seed=3).images
     exported = export_onnx(tmp_path / "aa.pt", tmp_path / "aa.onnx")
     _assert_same_predictions(OnnxBackend(exported, threads=1).predict(faces),
@@ -146,8 +147,9 @@ def test_calibration_and_flip_averaging_are_inside_the_exported_graph(tmp_path):
         age_loss="dldl")
     model = create_model(config.model, prep)
     calibration = Calibration(gender_temperature=2.0, age_temperature=1.5, flip=True)
-    save_checkpoint(tmp_path / "plain.pt", model, config)
-    save_checkpoint(tmp_path / "calibrated.pt", model, config, calibration=calibration.to_dict())
+    save_checkpoint(tmp_path / "plain.pt", model, config.to_dict())
+    save_checkpoint(tmp_path / "calibrated.pt", model, config.to_dict(),
+                    calibration=calibration.to_dict())
     faces = synthetic_faces(6, 32, seed=3).images
     plain = TorchCheckpointBackend.from_checkpoint(tmp_path / "plain.pt").predict(faces)
     torch_out = TorchCheckpointBackend.from_checkpoint(tmp_path / "calibrated.pt").predict(faces)
@@ -262,7 +264,7 @@ def test_the_bundled_architecture_matches_in_onnx_on_real_aligned_utkface_crops(
                                 pretrained=False, dropout=0.1), preprocessing=prep,
         age_loss="dldl")
     calibration = Calibration(gender_temperature=1.3, age_temperature=1.2, flip=True)
-    save_checkpoint(tmp_path / "m.pt", create_model(config.model, prep), config,
+    save_checkpoint(tmp_path / "m.pt", create_model(config.model, prep), config.to_dict(),
                     calibration=calibration.to_dict())
     faces = load_faces(open_source(archive), range(24), prep, progress=False).images
     onnx_out = OnnxBackend(export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")).predict(faces)

@@ -30,9 +30,10 @@ from agegender.faces.detector import (
 )
 from agegender.imageio import decode_image
 from agegender.inference.predictor import NO_FACE, Predictor
-from agegender.models import ModelConfig, create_model
+from agegender.models.checkpoint import save_checkpoint
+from agegender.models.config import ModelConfig
+from agegender.models.factory import create_model
 from agegender.preprocessing import Preprocessing
-from agegender.training.checkpoint import save_checkpoint
 from tests.test_training import TINY
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut_face.jpg"
@@ -228,7 +229,7 @@ def aligned_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = dataclasses.replace(TINY, preprocessing=prep, model=ModelConfig(
         architecture="seed-cnn", widths=[8], dense=[16]))
     path = tmp_path_factory.mktemp("aligned") / "model.pt"
-    save_checkpoint(path, create_model(config.model, prep), config)
+    save_checkpoint(path, create_model(config.model, prep), config.to_dict())
     return path
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from agegender.models import create_model
-from agegender.training import PRESETS
+from agegender.models.factory import create_model
+from agegender.training.presets import PRESETS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

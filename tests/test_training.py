@@ -6,30 +6,29 @@ import pytest
 import torch
 
 from agegender.inference.backends import TorchCheckpointBackend, predict_in_batches
-from agegender.models import ModelConfig
 from agegender.models.age_distribution import age_interval
+from agegender.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from agegender.models.config import ModelConfig
 from agegender.models.deploy import Calibration, DeployedModel
 from agegender.preprocessing import Preprocessing
-from agegender.training import TrainConfig, Trainer
 from agegender.training.calibrate import (
     calibrate_checkpoint,
     fit_age_temperature,
     fit_gender_temperature,
 )
-from agegender.training.checkpoint import (
-    load_deployed,
-    load_model,
-    read_checkpoint,
-    save_checkpoint,
-)
-from agegender.training.config import AugmentConfig
-from agegender.training.trainer import (
+from agegender.training.config import AugmentConfig, TrainConfig
+from agegender.training.flags import apply_overrides
+from agegender.training.loop import EpochStats, Trainer
+from agegender.training.losses import (
+    age_errors,
+    age_loss,
     distillation_loss,
     embedding_loss,
-    multitask_loss,
-    resolve_device,
+    gender_hits,
+    gender_loss,
     soft_gender_loss,
 )
+from agegender.training.run import resolve_device
 from tests.conftest import synthetic_faces
 
 TINY = TrainConfig(
@@ -60,10 +59,11 @@ def test_checkpoint_reloads_to_identical_predictions(tmp_path):
     data = synthetic_faces(64, 16)
     trainer = Trainer(dataclasses.replace(TINY, epochs=1), data, tmp_path)
     trainer.fit()
-    model, config = load_model(tmp_path / "last.pt")
-    assert config == trainer.config
-    prep = config.preprocessing
-    live = predict_in_batches(TorchCheckpointBackend(DeployedModel(trainer.model), prep),
+    loaded = load_checkpoint(tmp_path / "last.pt")
+    model = loaded.model
+    assert TrainConfig.from_dict(loaded.config) == trainer.config
+    prep = loaded.preprocessing
+    live = predict_in_batches(TorchCheckpointBackend(DeployedModel(trainer.model.net), prep),
                               data.images)
     reloaded = predict_in_batches(TorchCheckpointBackend(DeployedModel(model), prep),
                                   data.images)
@@ -103,13 +103,16 @@ def test_missing_labels_are_masked_out_of_the_loss():
     age = torch.tensor([30.0, 40.0, 50.0])
     gender_true = torch.tensor([1.0, float("nan"), 0.0])
     age_true = torch.tensor([float("nan"), 40.0, 60.0])
-    loss, age_err, hits = multitask_loss(logit, age, gender_true, age_true, TINY)
-    assert torch.isfinite(loss)
-    assert age_err.tolist() == [0.0, 10.0]
-    assert hits.tolist() == [1.0, 0.0]
-    gender_only = torch.full((3,), float("nan"))
-    loss, age_err, _ = multitask_loss(logit, age, gender_true, gender_only, TINY)
-    assert torch.isfinite(loss) and age_err.numel() == 0
+    assert torch.isclose(gender_loss(logit, gender_true),
+                         gender_loss(logit[[0, 2]], gender_true[[0, 2]]))
+    assert torch.isclose(age_loss(age, None, age_true, "mae", 2.0),
+                         torch.tensor((0.0 + 1.0) / 2))  # in decades: |40-40|, |50-60|
+    assert age_errors(age, age_true).tolist() == [0.0, 10.0]
+    assert gender_hits(logit, gender_true).tolist() == [1.0, 0.0]
+    nothing = torch.full((3,), float("nan"))
+    assert age_loss(age, None, nothing, "mse", 2.0).item() == 0.0
+    assert gender_loss(logit, nothing).item() == 0.0
+    assert age_errors(age, nothing).numel() == 0
 
 
 def test_augmentation_changes_images_but_keeps_shape_and_range():
@@ -182,11 +185,60 @@ def test_border_fill_replaces_only_the_pixels_past_the_photo_in_the_chosen_share
                        images)
 
 
-def test_overrides_reach_nested_configs_and_skip_unset_values():
-    config = TINY.with_overrides(lr=None, epochs=2,
-                                 augment={"border_fill": 0.5, "low_resolution": None})
+def _flags(*argv: str) -> dict:
+    import argparse
+
+    from agegender.training.flags import add_config_flags, given_overrides
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    return given_overrides(parser.parse_args(argv))
+
+
+def test_flags_come_from_the_config_fields_and_only_given_ones_override():
+    overrides = _flags("--epochs", "2", "--border-fill", "0.5", "--no-flip", "--teacher", "a.pt",
+                       "--teacher", "b.pt", "--init", "c.pt", "--widths", "4", "8")
+    assert overrides == {"epochs": 2, "augment.border_fill": 0.5, "augment.flip": False,
+                         "teachers": ["a.pt", "b.pt"], "init_checkpoint": "c.pt",
+                         "model.widths": [4, 8]}
+    config = apply_overrides(TINY, {"epochs": 2, "augment.border_fill": 0.5})
     assert config.epochs == 2 and config.lr == TINY.lr
     assert config.augment == dataclasses.replace(TINY.augment, border_fill=0.5)
+    assert _flags() == {}
+    with pytest.raises(SystemExit):  # choices come from the field
+        _flags("--age-loss", "huber")
+
+
+def test_every_command_line_field_has_help_and_a_flag(capsys):
+    from agegender.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--consistency-weight", "--low-resolution", "--antialias", "--teacher",
+                 "--init", "--data", "--limit", "--size", "--seed"):
+        assert flag in text, flag
+    assert "--preset" in text and "--config" in text
+
+
+def test_config_round_trips_through_yaml_and_refuses_unknown_fields(tmp_path):
+    TINY.to_yaml(tmp_path / "config.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "config.yaml") == TINY
+    (tmp_path / "typo.yaml").write_text("epochz: 3\n")
+    with pytest.raises(ValueError, match=r"typo\.yaml.*epochz"):
+        TrainConfig.from_yaml(tmp_path / "typo.yaml")
+    (tmp_path / "nested.yaml").write_text("augment: {flipp: true}\n")
+    with pytest.raises(ValueError, match="flipp"):
+        TrainConfig.from_yaml(tmp_path / "nested.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ValueError, match="mapping"):
+        TrainConfig.from_yaml(tmp_path / "list.yaml")
+
+
+def test_options_that_need_a_transfer_model_are_refused_for_seed_models():
+    for changes in ({"consistency_weight": 3.0}, {"teachers": ["t.pt"]}):
+        with pytest.raises(ValueError, match="needs a transfer model"):
+            dataclasses.replace(TINY, **changes)
 
 
 def test_config_round_trips_through_a_dict_and_rejects_bad_values():
@@ -221,9 +273,9 @@ def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_w
     monkeypatch.setattr(backbones._Weights, "load", no_weights)
     pretrained = dataclasses.replace(config, model=dataclasses.replace(config.model,
                                                                        pretrained=True))
-    save_checkpoint(tmp_path / "pretrained.pt", trainer.model, pretrained)
-    model, _ = load_model(tmp_path / "pretrained.pt")
-    live = predict_in_batches(TorchCheckpointBackend(DeployedModel(trainer.model), prep),
+    save_checkpoint(tmp_path / "pretrained.pt", trainer.model.net, pretrained.to_dict())
+    model = load_checkpoint(tmp_path / "pretrained.pt").model
+    live = predict_in_batches(TorchCheckpointBackend(DeployedModel(trainer.model.net), prep),
                               data.images)
     reloaded = predict_in_batches(TorchCheckpointBackend(DeployedModel(model), prep),
                                   data.images)
@@ -271,8 +323,7 @@ def test_training_calibrates_the_best_checkpoint_on_validation_data(tmp_path):
     assert payload["calibration_figures"]["n_val"] == len(data.rows("val"))
     assert calibration.flip == (payload["calibration_figures"]["val_mae_flip_true"]
                                 < payload["calibration_figures"]["val_mae_flip_false"])
-    deployed, _ = load_deployed(tmp_path / "best.pt")
-    assert deployed.calibration == calibration
+    assert load_checkpoint(tmp_path / "best.pt").deployed().calibration == calibration
 
 
 def _tiny_transfer(size: int = 32) -> TrainConfig:
@@ -300,15 +351,16 @@ def test_a_student_trains_against_its_teachers_and_refuses_other_preprocessing(t
     teachers = [str(tmp_path / "teacher" / "best.pt")] * 2
     student = dataclasses.replace(_tiny_transfer(), teachers=teachers, seed=1)
     trainer = Trainer(student, data, tmp_path / "student")
-    assert len(trainer.teachers) == 2
-    assert not any(p.requires_grad for t in trainer.teachers for p in t.parameters())
+    assert len(trainer.step.teachers.networks) == 2
+    assert not any(p.requires_grad for t in trainer.step.teachers.networks
+                   for p in t.parameters())
     trainer.fit()
     assert np.isfinite(float(_log(tmp_path / "student")[0]["train_loss"]))
     assert read_checkpoint(tmp_path / "student" / "best.pt")["config"]["teachers"] == teachers
     with pytest.raises(ValueError, match="other preprocessing"):
         Trainer(dataclasses.replace(_tiny_transfer(48), teachers=teachers),
                 synthetic_faces(48, 48), tmp_path / "mismatch")
-    with pytest.raises(ValueError, match="distillation needs a transfer model"):
+    with pytest.raises(ValueError, match="distillation from teachers needs a transfer model"):
         dataclasses.replace(TINY, teachers=teachers)
 
 
@@ -329,7 +381,8 @@ def test_soft_targets_join_on_file_names_and_change_training(tmp_path):
     np.savez(table, name=names, prob_female=np.full(len(names), 0.5, np.float32))
     taught = Trainer(dataclasses.replace(base, soft_targets=str(table), distill_weight=5.0),
                      data, tmp_path / "taught")
-    assert np.isnan(taught.soft_female[1::2]).all() and (taught.soft_female[::2] == 0.5).all()
+    soft_female = taught.step.soft_female
+    assert np.isnan(soft_female[1::2]).all() and (soft_female[::2] == 0.5).all()
     taught.fit()
     Trainer(base, data, tmp_path / "plain").fit()
     assert _log(tmp_path / "taught")[0]["train_loss"] != _log(tmp_path / "plain")[0]["train_loss"]
@@ -360,14 +413,15 @@ def test_feature_distillation_learns_the_descriptors_and_resumes_its_head(tmp_pa
     config = dataclasses.replace(_tiny_transfer(), soft_targets=str(table), distill_weight=0.0,
                                  embedding_weight=1.0, epochs=2)
     trainer = Trainer(config, data, tmp_path / "run")
-    assert trainer.embedding_head.out_features == 8
-    np.testing.assert_array_equal(trainer.teacher_embedding, descriptors)
-    head_before = trainer.embedding_head.weight.detach().clone()
+    head = trainer.model.embedding_head
+    assert head.out_features == 8
+    np.testing.assert_array_equal(trainer.step.descriptors, descriptors)
+    head_before = head.weight.detach().clone()
     trainer.fit()
-    assert not torch.equal(trainer.embedding_head.weight, head_before)  # it was optimised
+    assert not torch.equal(head.weight, head_before)  # it was optimised
     resumed = Trainer(config, data, tmp_path / "run")
     resumed.resume()
-    torch.testing.assert_close(resumed.embedding_head.weight, trainer.embedding_head.weight)
+    torch.testing.assert_close(resumed.model.embedding_head.weight, head.weight)
     # the exported model is the plain one: no trace of the training-only head
     assert not any("embedding" in key for key in
                    read_checkpoint(tmp_path / "run" / "best.pt")["model_state"])
@@ -380,8 +434,6 @@ def test_feature_distillation_learns_the_descriptors_and_resumes_its_head(tmp_pa
 
 
 def test_keep_last_puts_the_final_epoch_in_best_pt_even_when_validation_loss_rises(tmp_path):
-    from agegender.training.trainer import EpochStats
-
     data = synthetic_faces(48, 16)
     kept_epochs = {}
     for keep in ("best", "last"):
@@ -394,7 +446,7 @@ def test_keep_last_puts_the_final_epoch_in_best_pt_even_when_validation_loss_ris
     last = read_checkpoint(tmp_path / "last" / "last.pt")["model_state"]
     for name, value in read_checkpoint(tmp_path / "last" / "best.pt")["model_state"].items():
         torch.testing.assert_close(value, last[name])
-    with pytest.raises(ValueError, match="keep must be"):
+    with pytest.raises(ValueError, match="keep must be one of"):
         dataclasses.replace(TINY, keep="first")
 
 
@@ -405,7 +457,7 @@ def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_model(tmp_pa
     tuned = Trainer(dataclasses.replace(_tiny_transfer(), seed=5,
                                         init_checkpoint=str(tmp_path / "first" / "best.pt")),
                     data, tmp_path / "tuned")
-    for name, value in tuned.model.state_dict().items():
+    for name, value in tuned.model.net.state_dict().items():
         torch.testing.assert_close(value, start[name])
     with pytest.raises(ValueError, match="cannot initialise"):
         Trainer(dataclasses.replace(TINY, init_checkpoint=str(tmp_path / "first" / "best.pt")),
@@ -415,7 +467,7 @@ def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_model(tmp_pa
     steady = Trainer(dataclasses.replace(
         config, model=dataclasses.replace(config.model, antialias=True),
         init_checkpoint=str(tmp_path / "first" / "best.pt")), data, tmp_path / "steady")
-    for name, value in steady.model.state_dict().items():
+    for name, value in steady.model.net.state_dict().items():
         torch.testing.assert_close(value, start[name])
 
 

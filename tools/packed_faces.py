@@ -20,29 +20,33 @@ import argparse
 import io
 import itertools
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from agegender.data.labelled import LabelledFaces, load_labelled_faces
-from agegender.training import Trainer, get_preset
 from agegender.training.config import TrainConfig
-from agegender.training.trainer import resolve_device
+from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
+from agegender.training.loop import Trainer
+from agegender.training.presets import get_preset
+from agegender.training.run import resolve_device
 
 log = logging.getLogger("agegender")
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
-    config = get_preset(args.preset)
-    if args.size:
-        config = replace(config, preprocessing=replace(config.preprocessing, size=args.size))
-    return config
+    """The preset with the configuration flags given (`agegender train`'s own flags)."""
+    return apply_overrides(get_preset(args.preset), given_overrides(args))
 
 
 def pack(args: argparse.Namespace) -> None:
-    data = load_labelled_faces(args.data, _config(args).preprocessing, cache_dir=args.cache_dir)
+    config = _config(args)
+    if config.data is None:
+        raise SystemExit("pack needs --data")
+    data = load_labelled_faces(Path(config.data), config.preprocessing,
+                               split_file=config.split_file and Path(config.split_file),
+                               cache_dir=args.cache_dir)
     rows = np.flatnonzero(np.isin(data.split, args.splits))
     pack_faces(data, rows, args.out, quality=args.quality)
     log.info("packed %d faces (%s) into %s: %.1f MB", len(rows), ", ".join(args.splits),
@@ -79,11 +83,7 @@ def unpack(path: Path) -> LabelledFaces:
 
 def train(args: argparse.Namespace) -> None:
     data = unpack(args.packed)
-    config = _config(args).with_overrides(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        early_stopping_patience=args.patience, gender_loss_weight=args.gender_weight,
-        teachers=args.teacher, distill_weight=args.distill_weight,
-        consistency_weight=args.consistency_weight)
+    config = _config(args)
     if data.images.shape[1] != config.preprocessing.size:
         raise SystemExit(f"{args.packed} holds {data.images.shape[1]}-px faces, "
                          f"the configuration wants {config.preprocessing.size}")
@@ -96,7 +96,6 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     packer = commands.add_parser("pack", help="aligned faces + labels → one .npz")
-    packer.add_argument("--data", type=Path, required=True)
     packer.add_argument("--cache-dir", type=Path)
     packer.add_argument("--splits", nargs="+", default=["train", "val"])
     packer.add_argument("--quality", type=int, default=85, help="WebP quality")
@@ -105,14 +104,9 @@ def main() -> None:
     trainer.add_argument("--packed", type=Path, required=True)
     trainer.add_argument("--out", type=Path, required=True)
     trainer.add_argument("--device", default="auto")
-    trainer.add_argument("--teacher", action="append", metavar="CKPT")
-    for name, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
-                       ("--seed", int), ("--patience", int), ("--gender-weight", float),
-                       ("--distill-weight", float), ("--consistency-weight", float)):
-        trainer.add_argument(name, type=kind)
     for command in (packer, trainer):
         command.add_argument("--preset", default="transfer-mobilenet_v2")
-        command.add_argument("--size", type=int, help="override the preset's input size")
+        add_config_flags(command.add_argument_group("configuration (as `agegender train`)"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     {"pack": pack, "train": train}[args.command](args)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
+from agegender.options import option
+
 Stat = float | tuple[float, ...]
 """One value for all channels, or one per channel (RGB order), for pixels scaled to [0, 1]."""
 
@@ -21,12 +23,12 @@ Stat = float | tuple[float, ...]
 class Preprocessing:
     """How a face crop is turned into a model input tensor."""
 
-    size: int = 64
-    grayscale: bool = False
-    mean: Stat = 0.5
-    std: Stat = 0.25
-    align: bool = False
-    """Map the face's 5 detected points onto `faces.align.CANONICAL_TEMPLATE` before resizing."""
+    size: int = option(64, doc="side in pixels of the square model input")
+    grayscale: bool = option(False, doc="one grey channel instead of RGB")
+    mean: Stat = option(0.5, cli=False, doc="subtracted from pixels in [0, 1]")
+    std: Stat = option(0.25, cli=False, doc="pixels are divided by this after the mean")
+    align: bool = option(False, doc="map the face's 5 detected points onto the canonical "
+                                    "template (faces.align) before resizing")
 
     def __post_init__(self) -> None:
         for name in ("mean", "std"):

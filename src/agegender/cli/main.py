@@ -1,4 +1,4 @@
-"""`agegender` command line: train, calibrate, evaluate, predict, export.
+"""`agegender` command line: train, calibrate, evaluate, predict, export, convert-checkpoint.
 
 Thin: parsing here, work in the packages.
 """
@@ -9,6 +9,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
+from agegender.training.config import TrainConfig
+from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
 log = logging.getLogger("agegender")
 
@@ -32,53 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model; writes checkpoints, logs, metrics")
-    _add_data_arguments(train)
-    model = train.add_argument_group("model and optimisation (override the preset)")
-    model.add_argument("--preset", default="seed-cnn", help="named configuration")
-    model.add_argument("--epochs", type=int)
-    model.add_argument("--batch-size", type=int)
-    model.add_argument("--lr", type=float)
-    model.add_argument("--age-loss", choices=["mae", "mse", "dldl"])
-    model.add_argument("--seed", type=int)
-    model.add_argument("--teacher", action="append", type=str, metavar="CKPT",
-                       help="distil from this checkpoint (repeat for an ensemble of teachers)")
-    model.add_argument("--distill-weight", type=float,
-                       help="weight of the distillation loss against the labels' loss")
-    model.add_argument("--soft-targets", type=str, metavar="NPZ",
-                       help="offline distillation: per-image teacher gender probabilities "
-                            "(tools/face_embedding_teacher.py), weighted by --distill-weight")
-    model.add_argument("--embedding-weight", type=float,
-                       help="feature distillation: also match the face embeddings stored in "
-                            "--soft-targets, with this weight")
-    model.add_argument("--init", type=str, metavar="CKPT",
-                       help="fine-tune: start from this checkpoint's weights (same model)")
-    model.add_argument("--keep", choices=["best", "last"],
-                       help="best.pt holds the epoch of lowest validation loss (best, the "
-                            "default, with early stopping) or the last epoch")
-    model.add_argument("--consistency-weight", type=float,
-                       help="penalise disagreement between two augmentations of each face")
-    model.add_argument("--consistency-jitter", type=float, metavar="PX",
-                       help="make the consistency term's second view the first one moved by up "
-                            "to PX pixels (and degrees, and percent of scale)")
-    model.add_argument("--consistency-jitter-share", type=float, metavar="SHARE",
-                       help="with --consistency-jitter, only this share of the faces (the "
-                            "others get another full augmentation; default 1)")
-    model.add_argument("--antialias", action="store_true", default=None,
-                       help="transfer models: blur before each strided convolution, so the "
-                            "answer moves less when the face moves by a pixel")
-    model.add_argument("--low-resolution", type=float, metavar="SHARE",
-                       help="augmentation: show this share of the faces at 35–100 %% of their "
-                            "resolution, as small faces in photos are")
-    model.add_argument("--border-fill", type=float, metavar="SHARE",
-                       help="augmentation: in this share of the aligned faces, fill the black "
-                            "border where the crop reached past the dataset image with other "
-                            "content, as a face in a photo has surroundings")
+    train = commands.add_parser(
+        "train", help="train a model; writes checkpoints, logs, metrics",
+        description="Train a model. Every field of the configuration is a flag; flags override "
+                    "the preset, or the --config file.")
+    train.add_argument("--preset", help="named configuration to start from (default seed-cnn)")
+    train.add_argument("--config", type=Path, metavar="YAML",
+                       help="start from this configuration (the config.yaml every run writes) "
+                            "instead of a preset")
     run = train.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="run folder")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out with its saved configuration (only "
+                          "--epochs, --data and --split-file may be given with it)")
     run.add_argument("--device", default="auto",
                      help="cpu, cuda or cuda:N; auto (default) takes a GPU when PyTorch sees one")
+    run.add_argument("--cache-dir", type=Path,
+                     help="decoded-image cache (default: $AGEGENDER_CACHE or ~/.cache/agegender)")
+    add_config_flags(train.add_argument_group("configuration"))
 
     calibrate = commands.add_parser(
         "calibrate", help="fit flip averaging, gender and age-interval calibration on the "
@@ -117,42 +91,72 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", type=Path, help="checkpoint (.pt)")
     export.add_argument("--output", type=Path,
                         help="the .onnx file (default: the checkpoint's name with .onnx)")
+    convert = commands.add_parser(
+        "convert-checkpoint",
+        help="re-save a checkpoint of an older version as tensors and plain data (opens it "
+             "trusting its pickled objects: only for files from a source you trust)")
+    convert.add_argument("checkpoint", type=Path, help="the old checkpoint (.pt)")
+    convert.add_argument("--output", type=Path, required=True, help="the converted .pt")
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
-    from agegender.training import get_preset, train
+    from agegender.training.run import train
 
-    if args.resume:
-        from agegender.training.checkpoint import read_checkpoint
-        from agegender.training.config import TrainConfig
-
-        config = TrainConfig.from_dict(read_checkpoint(args.out / "last.pt")["config"])
-        config = config.with_overrides(epochs=args.epochs)
-    else:
-        config = get_preset(args.preset).with_overrides(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_loss=args.age_loss,
-            seed=args.seed, limit=args.limit, teachers=args.teacher,
-            distill_weight=args.distill_weight, soft_targets=args.soft_targets,
-            embedding_weight=args.embedding_weight, keep=args.keep, init_checkpoint=args.init,
-            consistency_weight=args.consistency_weight,
-            consistency_jitter=args.consistency_jitter,
-            consistency_jitter_share=args.consistency_jitter_share,
-            model={"antialias": args.antialias},
-            augment={"low_resolution": args.low_resolution, "border_fill": args.border_fill})
-    metrics = train(config, args.data, args.out, resume=args.resume,
-                    split_file=args.split_file, cache_dir=args.cache_dir, device=args.device)
+    config = _train_config(args)
+    metrics = train(config, args.out, resume=args.resume, cache_dir=args.cache_dir,
+                    device=args.device)
     if metrics:
         print(_headline(metrics, f"{args.out / 'metrics.json'}"))
     return EXIT_OK
 
 
+RESUME_FLAGS = {"epochs", "data", "split_file"}
+"""What `--resume` applies: a longer schedule, and the data's place (a run may move)."""
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's configuration: the preset, the --config file, or (--resume) the saved one;
+    then the flags given."""
+    from agegender.models.checkpoint import read_checkpoint
+    from agegender.training.presets import get_preset
+
+    overrides = given_overrides(args)
+    if args.config and args.preset:
+        raise ValueError("--config and --preset both name the starting configuration; give one")
+    if args.resume:
+        if args.config or args.preset:
+            raise ValueError("--resume continues with the run's saved configuration; it takes "
+                             "no --config or --preset")
+        config = TrainConfig.from_dict(read_checkpoint(args.out / "last.pt")["config"])
+        refused = sorted(name for name, value in overrides.items()
+                         if name not in RESUME_FLAGS and _field(config, name) != value)
+        if refused:
+            flags = ", ".join("--" + name.split(".")[-1].replace("_", "-") for name in refused)
+            raise ValueError(f"--resume continues {args.out} as it was configured; {flags} "
+                             f"would change it (only --epochs may, to extend it); start a "
+                             f"new run with --init {args.out / 'best.pt'} instead")
+    elif args.config:
+        config = TrainConfig.from_yaml(args.config)
+    else:
+        config = get_preset(args.preset or "seed-cnn")
+    return apply_overrides(config, overrides)
+
+
+def _field(config: TrainConfig, name: str) -> object:
+    """A field by its flag destination (`epochs`, `augment.flip`)."""
+    value: object = config
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from agegender.data.labelled import load_labelled_faces
+    from agegender.models.checkpoint import read_checkpoint
     from agegender.training.calibrate import calibrate_checkpoint
-    from agegender.training.checkpoint import load_model
 
-    _, config = load_model(args.model)
+    config = TrainConfig.from_dict(read_checkpoint(args.model)["config"])
     data = load_labelled_faces(args.data, config.preprocessing, split_file=args.split_file,
                                limit=args.limit, seed=config.seed, cache_dir=args.cache_dir)
     print(calibrate_checkpoint(args.model, data, allow_flip=not args.no_flip))
@@ -223,6 +227,13 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _convert_checkpoint(args: argparse.Namespace) -> int:
+    from agegender.models.legacy_checkpoint import convert_checkpoint
+
+    print(convert_checkpoint(args.checkpoint, args.output))
+    return EXIT_OK
+
+
 def _headline(metrics: dict, where: str) -> str:
     def fmt(key: str, digits: int) -> str:
         value = metrics.get(key)
@@ -234,7 +245,7 @@ def _headline(metrics: dict, where: str) -> str:
 
 
 COMMANDS = {"train": _train, "calibrate": _calibrate, "evaluate": _evaluate, "predict": _predict,
-            "export": _export}
+            "export": _export, "convert-checkpoint": _convert_checkpoint}
 
 
 def main(argv: list[str] | None = None) -> int:

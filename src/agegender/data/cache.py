@@ -103,7 +103,6 @@ def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: t
     rows_by_index: dict[int, list[int]] = {}
     for row, index in enumerate(indices):
         rows_by_index.setdefault(index, []).append(row)
-    errors: dict[int, str] = {}
     temporary_images = _temporary_beside(images_path)
     temporary_errors = _temporary_beside(errors_path)
     temporary_coverage = _temporary_beside(coverage_path) if coverage_path else None
@@ -112,19 +111,8 @@ def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: t
                                            shape=shape)
         coverage = (np.lib.format.open_memmap(temporary_coverage, mode="w+", dtype=np.uint8,
                                               shape=shape[:3]) if temporary_coverage else None)
-        detector = FaceDetector() if prep.align else None
-        unaligned = 0
-        decoded = source.iter_images(rows_by_index)
-        for index, face in tqdm(decoded, total=len(rows_by_index), desc="caching faces",
-                                unit="img", disable=not progress):
-            if isinstance(face, ImageReadError):
-                errors.update((row, face.reason) for row in rows_by_index[index])
-                continue
-            crop, covered, detection = crop_of_face_image(face, prep, detector)
-            unaligned += detector is not None and detection is None
-            images[rows_by_index[index]] = crop
-            if coverage is not None:
-                coverage[rows_by_index[index]] = covered
+        errors, unaligned = _decode_into(source, rows_by_index, prep, images, coverage,
+                                         progress)
         images.flush()
         if coverage is not None:
             coverage.flush()
@@ -144,6 +132,28 @@ def _build(source: FaceSource, indices: list[int], prep: Preprocessing, shape: t
                     len(rows_by_index))
     log.info("cached %d faces (%d unreadable) in %.1fs at %s", len(indices), len(errors),
              time.perf_counter() - started, images_path)
+
+
+def _decode_into(source: FaceSource, rows_by_index: dict[int, list[int]], prep: Preprocessing,
+                 images: np.ndarray, coverage: np.ndarray | None, progress: bool
+                 ) -> tuple[dict[int, str], int]:
+    """Crop every image into its rows of `images` (and `coverage`); the unreadable rows with
+    their reasons, and how many images had no face to align."""
+    errors: dict[int, str] = {}
+    detector = FaceDetector() if prep.align else None
+    unaligned = 0
+    decoded = source.iter_images(rows_by_index)
+    for index, face in tqdm(decoded, total=len(rows_by_index), desc="caching faces",
+                            unit="img", disable=not progress):
+        if isinstance(face, ImageReadError):
+            errors.update((row, face.reason) for row in rows_by_index[index])
+            continue
+        crop, covered, detection = crop_of_face_image(face, prep, detector)
+        unaligned += detector is not None and detection is None
+        images[rows_by_index[index]] = crop
+        if coverage is not None:
+            coverage[rows_by_index[index]] = covered
+    return errors, unaligned
 
 
 def _temporary_beside(path: Path) -> Path:

@@ -29,7 +29,7 @@ from agegender.inference.backends import (
     ONNX_INPUT,
     ONNX_OUTPUTS,
 )
-from agegender.training.checkpoint import load_deployed
+from agegender.models.checkpoint import load_checkpoint
 
 # 18 is the lowest opset the torch.export-based exporter emits without a version conversion;
 # onnxruntime ≥ 1.14 runs it.
@@ -64,8 +64,8 @@ def export_onnx(checkpoint: Path | str, output: Path | str) -> Path:
     The file is validated, then written atomically.
     """
     output = Path(output)
-    deployed, config = load_deployed(Path(checkpoint))
-    prep = config.preprocessing
+    loaded = load_checkpoint(checkpoint)
+    deployed, prep = loaded.deployed(), loaded.preprocessing
     # Batch 2, not 1: torch.export would specialise a size-1 dimension to a constant.
     example = torch.zeros(2, prep.channels, prep.size, prep.size)
     with _quiet_exporter_logs():
@@ -78,8 +78,8 @@ def export_onnx(checkpoint: Path | str, output: Path | str) -> Path:
         META_FORMAT: ONNX_FORMAT_VERSION,
         META_VERSION: __version__,
         META_PREPROCESSING: json.dumps(prep.to_dict()),
-        META_ARCHITECTURE: config.model.architecture,
-        META_PRESET: config.preset,
+        META_ARCHITECTURE: loaded.model_config.architecture,
+        META_PRESET: loaded.preset,
         META_LABELS: json.dumps({"gender": list(GENDER_NAMES),
                                  "prob_female": f"probability of {GENDER_NAMES[1]} (label 1)",
                                  "age": "years",

@@ -63,10 +63,10 @@ class TorchCheckpointBackend:
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> TorchCheckpointBackend:
-        from agegender.training.checkpoint import load_deployed
+        from agegender.models.checkpoint import load_checkpoint
 
-        deployed, config = load_deployed(path)
-        return cls(deployed, config.preprocessing)
+        loaded = load_checkpoint(path)
+        return cls(loaded.deployed(), loaded.preprocessing)
 
     def predict(self, faces: np.ndarray) -> FacePredictions:
         import torch

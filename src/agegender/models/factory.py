@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 from torch import nn
 
+from agegender.models.config import ARCHITECTURES, ModelConfig
 from agegender.models.seed import SeedCNN, SeparateCNNs
 from agegender.preprocessing import Preprocessing
 
 SEED_ARCHITECTURES = {"seed-cnn": SeedCNN, "seed-separate": SeparateCNNs}
-ARCHITECTURES = (*SEED_ARCHITECTURES, "transfer")
-
-
-@dataclass
-class ModelConfig:
-    """Architecture hyper-parameters.
-
-    Every model outputs (gender logit, age in years); a `transfer` model adds age logits.
-    """
-
-    architecture: str = "seed-cnn"
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    dense: list[int] = field(default_factory=lambda: [256, 256])
-    dropout: float = 0.3
-    batchnorm: bool = True
-    initial_age: float = 33.0
-    backbone: str | None = None
-    pretrained: bool = True
-    antialias: bool = False
-    """Transfer models: blur before each strided convolution, so the answer moves less when the
-    face moves by a pixel (`backbones.add_antialiasing`). It adds no weights."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def create_model(config: ModelConfig, prep: Preprocessing, load_pretrained: bool = True

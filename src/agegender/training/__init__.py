@@ -1,7 +1,6 @@
-"""Training: configuration, presets, augmentation, the loop and checkpoints (needs torch)."""
+"""Training (needs torch): configuration and its flags, presets, augmentation, losses, the
+training model, the step, the epoch loop and the run orchestrator, one module each.
 
-from agegender.training.config import AugmentConfig, TrainConfig
-from agegender.training.presets import PRESETS, get_preset
-from agegender.training.trainer import Trainer, train
-
-__all__ = ["PRESETS", "AugmentConfig", "TrainConfig", "Trainer", "get_preset", "train"]
+Nothing is imported here, so reading a configuration or building the command line's flags
+(`training.config`, `training.flags`) does not load torch.
+"""

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agegender.atomic import write_bytes_atomic
 from agegender.data.labelled import LabelledFaces
 from agegender.models.age_distribution import age_interval
+from agegender.models.checkpoint import load_checkpoint, read_checkpoint, write_checkpoint
 from agegender.models.deploy import INTERVAL_COVERAGE, Calibration, model_outputs
 from agegender.training.batches import make_batch
-from agegender.training.checkpoint import load_model, read_checkpoint, serialize_checkpoint
 from agegender.training.config import TrainConfig
 
 log = logging.getLogger("agegender")
@@ -65,7 +64,8 @@ def fit_calibration(checkpoint: Path, data: LabelledFaces, allow_flip: bool = Tr
 
     `allow_flip=False` rules out flip averaging (it doubles the model's cost per face).
     """
-    model, config = load_model(checkpoint)
+    loaded = load_checkpoint(checkpoint)
+    model, config = loaded.model, TrainConfig.from_dict(loaded.config)
     rows = np.sort(data.rows("val"))
     if len(rows) == 0:
         raise ValueError("calibration needs a validation split, and it is empty")
@@ -99,7 +99,7 @@ def calibrate_checkpoint(checkpoint: Path, data: LabelledFaces, allow_flip: bool
     payload = read_checkpoint(checkpoint)
     payload["calibration"] = calibration.to_dict()
     payload["calibration_figures"] = figures
-    write_bytes_atomic(checkpoint, serialize_checkpoint(payload))
+    write_checkpoint(checkpoint, payload)
     log.info("calibrated %s on %d validation faces: %s", checkpoint, figures["n_val"],
              calibration)
     return calibration

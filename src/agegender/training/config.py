@@ -1,10 +1,13 @@
-"""Training configuration as data: saved beside every checkpoint, loaded back on resume."""
+"""Training configuration as data: written beside every run as YAML, read back by `--config`
+and `--resume`; every field is also a `train` flag (`training.flags`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
-from agegender.models.factory import ModelConfig
+from agegender.models.config import ModelConfig
+from agegender.options import option
 from agegender.preprocessing import Preprocessing
 
 
@@ -12,127 +15,180 @@ from agegender.preprocessing import Preprocessing
 class AugmentConfig:
     """On-the-fly batch augmentation; ranges are ± around identity."""
 
-    flip: bool = True
-    rotation_degrees: float = 10.0
-    zoom: float = 0.1
-    shift: float = 0.1
-    brightness: float = 0.2
-    contrast: float = 0.2
-    low_resolution: float = 0.0
-    """Share of faces shown at a lower resolution: reduced to 35–100 % of their side and
-    enlarged back, as a face of 40–110 px in a photo is before it reaches the model."""
-    border_fill: float = 0.0
-    """Share of aligned faces whose black border (where the alignment reached past the
-    dataset's crop) is filled with other content, as a face in a photo has surroundings."""
+    flip: bool = option(True, doc="mirror half of the faces")
+    rotation_degrees: float = option(10.0, doc="turn faces by up to this many degrees")
+    zoom: float = option(0.1, doc="scale faces by up to this share")
+    shift: float = option(0.1, doc="move faces by up to this share of their side")
+    brightness: float = option(0.2, doc="change brightness by up to this share")
+    contrast: float = option(0.2, doc="change contrast by up to this share")
+    low_resolution: float = option(
+        0.0, doc="share of faces shown at 35–100 % of their resolution and enlarged back, as a "
+                 "face of 40–110 px in a photo reaches the model")
+    border_fill: float = option(
+        0.0, doc="share of aligned faces whose black border (where the alignment reached past "
+                 "the dataset's crop) is filled with another face's content, as a face in a "
+                 "photo has surroundings")
+
+
+NESTED = {"model": ModelConfig, "preprocessing": Preprocessing, "augment": AugmentConfig}
+"""The sections of a `TrainConfig`, each a dataclass of its own."""
 
 
 @dataclass
 class TrainConfig:
     """Everything that determines a training run, so a run can be repeated or resumed."""
 
-    preset: str = "seed-cnn"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_fraction: float = 0.1
-    age_loss: str = "mae"
-    dldl_sigma: float = 2.0
-    age_loss_weight: float = 1.0
-    gender_loss_weight: float = 1.0
-    early_stopping_patience: int = 6
-    keep: str = "best"
-    """Which epoch `best.pt` holds (then calibrated and evaluated): `best`, the lowest
-    validation loss, with early stopping; or `last`, the end of the schedule, for recipes
-    whose validation loss is flat at the end while the figures that matter still improve."""
-    freeze_backbone_epochs: int = 0
-    """Staged fine-tuning: a pretrained backbone stays frozen for this many first epochs."""
-    backbone_lr_scale: float = 1.0
-    """Discriminative learning rate: the backbone trains at `lr * backbone_lr_scale`."""
-    calibrate_flip: bool = True
-    """Let calibration keep horizontal-flip averaging when it helps on validation (it doubles
-    the model's cost per face)."""
-    teachers: list[str] = field(default_factory=list)
-    """Knowledge distillation: checkpoints (same preprocessing) whose averaged gender probability
-    and age distribution on each augmented batch the model also learns to match."""
-    distill_weight: float = 1.0
-    soft_targets: str | None = None
-    """Offline distillation: a `.npz` of `name` (image file name, as in `split.csv`) and
-    `prob_female` arrays: a teacher's gender probability per training image, e.g. from
-    `tools/face_embedding_teacher.py`, learnt with `distill_weight` beside the true labels.
-    Images it does not list train on labels alone."""
-    embedding_weight: float = 0.0
-    """Feature distillation: above 0, the soft-target file must also hold `descriptor` (a
-    face-recognition network's embedding of each image), which a linear map from the backbone's
-    pooled features learns to match (cosine distance, this weight). The map exists only during
-    training, so the exported model and its cost are unchanged; what it carries over is a face
-    network's features, richer than its one gender probability."""
-    init_checkpoint: str | None = None
-    """Fine-tuning: start from this checkpoint's weights (same model configuration)."""
-    consistency_weight: float = 0.0
-    """Above 0, each batch is also seen under a second augmentation, and the two predictions'
-    disagreement (gender probability and age distribution) is penalised with this weight, so
-    the model's output moves less when a detector frames a face a few pixels differently."""
-    consistency_jitter: float | None = None
-    """When set, the consistency term's second view is the first one moved by up to this many
-    pixels (turned by as many degrees, scaled by as many percent) instead of another full
-    augmentation. A CNN's answer can swing with a half-pixel shift (strided layers alias);
-    this trains that swing away, where two independent augmentations differ too much to."""
-    consistency_jitter_share: float = 1.0
-    """With `consistency_jitter`, the share of the faces whose second view is the moved first
-    one; the others get another full augmentation, which keeps teaching the model to answer
-    alike for a sharp and a blurred face (the jittered pair shares its resolution)."""
-    seed: int = 0
-    limit: int | None = None
+    preset: str = option("seed-cnn", doc="the named configuration this one started from",
+                         cli=False)
+    data: str | None = option(None, doc="UTKFace folder or .tar.gz, 48×48 pixel CSV, CelebA "
+                                        "folder, or male/female class folders")
+    split_file: str | None = option(None, doc="CSV with file,split columns (default: split.csv "
+                                              "beside the data)")
+    limit: int | None = option(None, doc="use at most N images (quick runs)")
+    model: ModelConfig = option(default_factory=ModelConfig, doc="architecture")
+    preprocessing: Preprocessing = option(default_factory=Preprocessing, doc="input")
+    augment: AugmentConfig = option(default_factory=AugmentConfig, doc="augmentation")
+    epochs: int = option(20, doc="length of the schedule")
+    batch_size: int = option(64, doc="faces per optimisation step")
+    lr: float = option(1e-3, doc="peak learning rate of the one-cycle schedule")
+    weight_decay: float = option(0.0, doc="Adam's L2 penalty")
+    warmup_fraction: float = option(0.1, doc="share of the steps spent warming up")
+    age_loss: str = option("mae", doc="age loss: MAE or MSE on the age, or DLDL on a "
+                                      "distribution (transfer models)",
+                           choices=("mae", "mse", "dldl"))
+    dldl_sigma: float = option(2.0, doc="width in years of the DLDL label distribution")
+    age_loss_weight: float = option(1.0, doc="weight of the age loss")
+    gender_loss_weight: float = option(1.0, doc="weight of the gender loss")
+    early_stopping_patience: int = option(6, doc="stop after this many epochs without a lower "
+                                                 "validation loss")
+    keep: str = option(
+        "best", choices=("best", "last"),
+        doc="which epoch best.pt holds (then calibrated and evaluated): best, the lowest "
+            "validation loss, with early stopping; or last, the end of the schedule, for "
+            "recipes whose validation loss is flat at the end while the figures that matter "
+            "still improve")
+    freeze_backbone_epochs: int = option(0, doc="keep a pretrained backbone frozen for this many "
+                                                "first epochs")
+    backbone_lr_scale: float = option(1.0, doc="the backbone trains at lr × this")
+    calibrate_flip: bool = option(True, doc="let calibration keep horizontal-flip averaging "
+                                            "when it helps on validation (it doubles the cost "
+                                            "per face)")
+    teachers: list[str] = option(
+        default_factory=list, flag="--teacher",
+        doc="distil from this checkpoint (same preprocessing; repeat for an ensemble): the "
+            "model also learns the teachers' mean gender probability and age distribution on "
+            "each augmented batch")
+    distill_weight: float = option(1.0, doc="weight of the distillation losses against the "
+                                            "labels' loss")
+    soft_targets: str | None = option(
+        None, doc="offline distillation: a .npz of `name` (image file name) and `prob_female` "
+                  "arrays, a teacher's gender probability per training image (e.g. from "
+                  "tools/face_embedding_teacher.py), learnt with --distill-weight")
+    embedding_weight: float = option(
+        0.0, doc="feature distillation: above 0, a linear map from the backbone's pooled "
+                 "features learns the face descriptors stored in --soft-targets (cosine "
+                 "distance, this weight); the map is dropped after training")
+    init_checkpoint: str | None = option(None, flag="--init",
+                                         doc="fine-tune: start from this checkpoint's weights "
+                                             "(same model)")
+    consistency_weight: float = option(
+        0.0, doc="above 0, each batch is also seen under a second augmentation, and the two "
+                 "predictions' disagreement is penalised with this weight, so the answer "
+                 "moves less when a face is framed differently")
+    consistency_jitter: float | None = option(
+        None, doc="make the consistency term's second view the first one moved by up to this "
+                  "many pixels (turned by as many degrees, scaled by as many percent) instead "
+                  "of another full augmentation")
+    consistency_jitter_share: float = option(
+        1.0, doc="with --consistency-jitter, the share of the faces whose second view is the "
+                 "moved first one; the others get another full augmentation")
+    seed: int = option(0, doc="seed of the split, the initialisation, the order and the "
+                              "augmentation")
 
     def __post_init__(self) -> None:
-        if self.keep not in ("best", "last"):
-            raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
-        if self.age_loss not in ("mae", "mse", "dldl"):
-            raise ValueError(f"age_loss must be 'mae', 'mse' or 'dldl', not {self.age_loss!r}")
-        if (self.age_loss == "dldl") != (self.model.architecture == "transfer"):
-            raise ValueError("the 'dldl' age loss goes with (and only with) a transfer model, "
-                             "whose age head predicts a distribution")
-        if self.teachers and self.model.architecture != "transfer":
-            raise ValueError("distillation needs a transfer model (its age head is a distribution)")
-        if self.embedding_weight and not (self.soft_targets
-                                          and self.model.architecture == "transfer"):
-            raise ValueError("feature distillation (embedding_weight) needs soft_targets with "
-                             "descriptors and a transfer model")
-        if self.model.antialias and self.model.architecture != "transfer":
-            raise ValueError("antialias applies to a transfer model's backbone")
-        if self.consistency_jitter is not None and self.consistency_jitter <= 0:
-            raise ValueError("consistency_jitter must be above 0 (None: independent views)")
-        if not 0 <= self.consistency_jitter_share <= 1:
-            raise ValueError("consistency_jitter_share is a share, between 0 and 1")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        problems = [problem for check in (_choices, _model_problems, _range_problems)
+                    for problem in check(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        nested = {"model": ModelConfig, "preprocessing": Preprocessing, "augment": AugmentConfig}
+    def from_dict(cls, values: dict, strict: bool = False) -> TrainConfig:
+        """The configuration `to_dict` gave; `strict` refuses keys no field has (a user's
+        file), where the default ignores them (a checkpoint of an older version)."""
         known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if strict and unknown:
+            raise ValueError(f"unknown configuration fields {unknown}")
         kwargs = {k: v for k, v in values.items() if k in known}
-        for name, kind in nested.items():
-            if name in kwargs and isinstance(kwargs[name], dict):
-                kwargs[name] = kind(**kwargs[name])
+        for name, kind in NESTED.items():
+            if isinstance(kwargs.get(name), dict):
+                section = kwargs[name]
+                names = {f.name for f in fields(kind)}
+                if strict and set(section) - names:
+                    raise ValueError(f"unknown fields {sorted(set(section) - names)} in {name}")
+                kwargs[name] = kind(**{k: v for k, v in section.items() if k in names})
         return cls(**kwargs)
 
-    def with_overrides(self, **overrides) -> TrainConfig:
-        """A copy with the non-None overrides applied (command-line flags left unset are None);
-        a dict overrides fields of a nested config the same way (`augment={"flip": False}`)."""
-        changes = {}
-        for name, value in overrides.items():
-            if isinstance(value, dict):
-                value = replace(getattr(self, name),
-                                **{k: v for k, v in value.items() if v is not None})
-            if value is not None:
-                changes[name] = value
-        return replace(self, **changes)
+    def to_yaml(self, path: Path) -> None:
+        """The human-readable copy of the configuration that `--config` reads back."""
+        import yaml  # the `train` extra: not needed to build the command line
+
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TrainConfig:
+        import yaml
+
+        try:
+            values = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"{path}: not a readable configuration ({error})") from error
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a configuration is a mapping of fields to values")
+        try:
+            return cls.from_dict(values, strict=True)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+
+
+def _choices(config: TrainConfig) -> list[str]:
+    return [f"{f.name} must be one of {f.metadata['choices']}, not {getattr(config, f.name)!r}"
+            for f in fields(config) if f.metadata.get("choices")
+            and getattr(config, f.name) not in f.metadata["choices"]]
+
+
+def _model_problems(config: TrainConfig) -> list[str]:
+    """Options that need a transfer model (a backbone and an age distribution)."""
+    transfer = config.model.architecture == "transfer"
+    needs_transfer = {
+        "the 'dldl' age loss": config.age_loss == "dldl",
+        "distillation from teachers": bool(config.teachers),
+        "feature distillation (embedding_weight)": bool(config.embedding_weight),
+        "antialias": config.model.antialias,
+        "the consistency term (consistency_weight)": bool(config.consistency_weight),
+    }
+    problems = [f"{what} needs a transfer model (its age head predicts a distribution), not "
+                f"{config.model.architecture!r}"
+                for what, wanted in needs_transfer.items() if wanted and not transfer]
+    if transfer and config.age_loss != "dldl":
+        problems.append("a transfer model trains with the 'dldl' age loss (its age head "
+                        f"predicts a distribution), not {config.age_loss!r}")
+    if config.embedding_weight and not config.soft_targets:
+        problems.append("feature distillation (embedding_weight) needs soft_targets with "
+                        "descriptors")
+    return problems
+
+
+def _range_problems(config: TrainConfig) -> list[str]:
+    problems = [f"{name} must be at least 1" for name in ("epochs", "batch_size")
+                if getattr(config, name) < 1]
+    if config.consistency_jitter is not None and config.consistency_jitter <= 0:
+        problems.append("consistency_jitter must be above 0 (None: independent views)")
+    if not 0 <= config.consistency_jitter_share <= 1:
+        problems.append("consistency_jitter_share is a share, between 0 and 1")
+    if config.limit is not None and config.limit < 1:
+        problems.append("limit must be at least 1")
+    return problems

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD
-from agegender.models.factory import ModelConfig
+from agegender.models.config import ModelConfig
 from agegender.preprocessing import Preprocessing
 from agegender.training.config import TrainConfig
 

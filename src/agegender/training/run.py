@@ -1,0 +1,84 @@
+"""A whole training run: data, the epoch loop, calibration on validation, the test report."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from agegender.atomic import write_json_atomic
+from agegender.data.labelled import LabelledFaces, load_labelled_faces
+from agegender.evaluation.evaluate import evaluate_rows, summarize
+from agegender.inference.backends import TorchCheckpointBackend
+from agegender.training.calibrate import calibrate_checkpoint
+from agegender.training.config import TrainConfig
+from agegender.training.loop import Trainer
+
+log = logging.getLogger("agegender")
+
+
+def resolve_device(name: str) -> str:
+    """`auto` → `cuda` when PyTorch sees a GPU, else `cpu`; other names are checked and kept."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: PyTorch sees no CUDA GPU on this machine")
+    return name
+
+
+def train(config: TrainConfig, out_dir: Path, resume: bool = False,
+          cache_dir: Path | None = None, device: str = "auto") -> dict:
+    """Load `config.data`, train (or resume), then evaluate the best checkpoint on test."""
+    if config.data is None:
+        raise ValueError("no data to train on: give --data (or a --config that names it)")
+    if not resume and (out_dir / "last.pt").exists():
+        raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it "
+                              "or choose another --out")
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    data = load_labelled_faces(Path(config.data), config.preprocessing,
+                               split_file=config.split_file and Path(config.split_file),
+                               limit=config.limit, seed=config.seed, cache_dir=cache_dir)
+    return train_on_faces(config, data, out_dir, resume=resume, device=device,
+                          data_seconds=time.perf_counter() - started)
+
+
+def train_on_faces(config: TrainConfig, data: LabelledFaces, out_dir: Path, resume: bool = False,
+                   device: str = "auto", data_seconds: float = 0.0) -> dict:
+    """Train on faces already decoded, calibrate on validation, evaluate on test."""
+    log.info("data ready in %.1fs: %s", data_seconds,
+             ", ".join(f"{s} {len(data.rows(s))}" for s in ("train", "val", "test")))
+    trainer = Trainer(config, data, out_dir, device=resolve_device(device))
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    if len(data.rows("val")):
+        calibrate_checkpoint(out_dir / "best.pt", data, allow_flip=config.calibrate_flip)
+    metrics = evaluate_test(data, out_dir)
+    if metrics:
+        metrics["timing"] = {"data_seconds": round(data_seconds, 1),
+                             "epoch_seconds": _epoch_seconds(out_dir / "times.csv")}
+        write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_test(data: LabelledFaces, out_dir: Path) -> dict:
+    """Evaluate the run's `best.pt` on the test split into `test_report/`; the figures."""
+    rows = data.rows("test")
+    if len(rows) == 0:
+        log.warning("the test split is empty: no test metrics")
+        return {}
+    backend = TorchCheckpointBackend.from_checkpoint(out_dir / "best.pt")
+    metrics = evaluate_rows(backend, data, rows, out_dir / "test_report")
+    return summarize(metrics, split="test")
+
+
+def _epoch_seconds(times_path: Path) -> list[float]:
+    if not times_path.exists():  # a run resumed from a version that logged no times
+        return []
+    with times_path.open(newline="") as stream:
+        return [float(row["seconds"]) for row in csv.DictReader(stream)]
