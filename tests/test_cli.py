@@ -66,6 +66,33 @@ def test_resume_continues_a_finished_run_for_more_epochs(archive: Path, trained_
         assert [r["epoch"] for r in csv.DictReader(stream)] == ["1", "2", "3"]
 
 
+def test_a_run_repeats_from_the_config_yaml_it_wrote(trained_run: Path, tmp_path: Path):
+    # config.yaml names the data, so --config alone gives the same run
+    code = main(["train", "--config", str(trained_run / "config.yaml"), "--out",
+                 str(tmp_path / "again")])
+    assert code == EXIT_OK
+    assert (tmp_path / "again" / "log.csv").read_text() == (trained_run / "log.csv").read_text()
+
+
+def test_resume_refuses_flags_that_would_change_the_run(trained_run: Path, caplog):
+    code = main(["train", "--out", str(trained_run), "--resume", "--lr", "0.1", "--no-flip"])
+    assert code == EXIT_ERROR
+    assert "--flip, --lr would change it" in caplog.text
+    code = main(["train", "--out", str(trained_run), "--resume", "--preset", "seed-cnn"])
+    assert code == EXIT_ERROR
+
+
+def test_combinations_that_cannot_work_are_refused_with_a_reason(archive: Path, tmp_path: Path,
+                                                                 caplog):
+    code = main(["train", "--data", str(archive), "--consistency-weight", "3", "--out",
+                 str(tmp_path / "run")])
+    assert code == EXIT_ERROR
+    assert "consistency term (consistency_weight) needs a transfer model" in caplog.text
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--out", str(tmp_path / "nodata")]) == EXIT_ERROR
+    assert "no data to train on" in caplog.text
+
+
 def test_evaluate_writes_the_report(archive: Path, trained_run: Path, tmp_path: Path):
     report = tmp_path / "report"
     code = main(["evaluate", "--data", str(archive), "--limit", "200",

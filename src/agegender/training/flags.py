@@ -19,23 +19,28 @@ from agegender.training.config import NESTED, TrainConfig
 SCALARS = (int, float, str)
 
 
+def _flag_fields() -> list[tuple[str, type, Field]]:
+    """(destination, owner, field) of every field that is a flag: `epochs`, `augment.flip`."""
+    found = []
+    for section, owner in [(None, TrainConfig), *NESTED.items()]:
+        for definition in fields(owner):
+            if definition.name not in NESTED and definition.metadata.get("cli", False):
+                dest = definition.name if section is None else f"{section}.{definition.name}"
+                found.append((dest, owner, definition))
+    return found
+
+
 def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """One flag per command-line field of `TrainConfig` and its sections."""
-    for section, owner in [(None, TrainConfig), *NESTED.items()]:
-        hints = typing.get_type_hints(owner)
-        for definition in fields(owner):
-            if definition.name in NESTED or not definition.metadata.get("cli", False):
-                continue
-            dest = definition.name if section is None else f"{section}.{definition.name}"
-            flag = (definition.metadata.get("flag")
-                    or "--" + definition.name.replace("_", "-"))
-            kind = _argument_kind(definition, hints[definition.name])
-            choices = definition.metadata.get("choices")
-            if kind.get("action") is not argparse.BooleanOptionalAction and not choices:
-                kind.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
-            parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS,
-                                help=definition.metadata["doc"].replace("%", "%%"),
-                                choices=choices, **kind)
+    for dest, owner, definition in _flag_fields():
+        flag = definition.metadata.get("flag") or "--" + definition.name.replace("_", "-")
+        kind = _argument_kind(definition, typing.get_type_hints(owner)[definition.name])
+        choices = definition.metadata.get("choices")
+        if kind.get("action") is not argparse.BooleanOptionalAction and not choices:
+            kind.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+        parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS,
+                            help=definition.metadata["doc"].replace("%", "%%"),
+                            choices=choices, **kind)
 
 
 def _argument_kind(definition: Field, hint: Any) -> dict:
@@ -56,8 +61,7 @@ def _argument_kind(definition: Field, hint: Any) -> dict:
 
 def given_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration fields the command line set, as `{"epochs": 3, "augment.flip": False}`."""
-    names = {f.name for f in fields(TrainConfig)}
-    names |= {f"{section}.{f.name}" for section, kind in NESTED.items() for f in fields(kind)}
+    names = {dest for dest, _, _ in _flag_fields()}
     return {name: value for name, value in vars(args).items() if name in names}
 
 
