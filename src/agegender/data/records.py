@@ -18,6 +18,9 @@ class FaceRecord:
     `source` names where the pixels come from (a file path, `archive.tar.gz::member`, or
     `table.csv#row`), so every error and every report row can point back at the input.
     A label that the dataset does not provide is `None` and is masked out of its loss.
+    `age_range` is an age known only as a range of whole years, both ends included
+    (FairFace's `20-29` is (20, 29)); such a record has `age` None. `person` names who the
+    face is, where the dataset says (LFW), so sampling can cap faces per person.
     """
 
     source: str
@@ -25,6 +28,8 @@ class FaceRecord:
     gender: int | None
     race: int | None = None
     split: str | None = None
+    age_range: tuple[int, int] | None = None
+    person: str | None = None
 
     @property
     def name(self) -> str:
