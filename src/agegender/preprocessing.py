@@ -24,7 +24,8 @@ class Preprocessing:
     """How a face crop is turned into a model input tensor."""
 
     size: int = option(64, doc="side in pixels of the square model input")
-    grayscale: bool = option(False, doc="one grey channel instead of RGB")
+    grayscale: bool = option(False, flag="--grayscale-input",
+                             doc="the model reads one grey channel instead of RGB")
     mean: Stat = option(0.5, cli=False, doc="subtracted from pixels in [0, 1]")
     std: Stat = option(0.25, cli=False, doc="pixels are divided by this after the mean")
     align: bool = option(False, doc="map the face's 5 detected points onto the canonical "
