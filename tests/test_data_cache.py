@@ -58,7 +58,7 @@ def test_second_load_reads_the_cache_without_decoding(
     def no_decoding(*_args, **_kwargs):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr("agegender.data.utkface.decode_image", no_decoding)
+    monkeypatch.setattr("agegender.data.files.decode_image", no_decoding)
     second = load_faces(source, indices, PREP, cache_dir=cache_dir, progress=False)
 
     assert isinstance(second.images, np.memmap)

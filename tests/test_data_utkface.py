@@ -16,7 +16,7 @@ from agegender.data import (
     find_split_file,
     open_source,
     parse_utkface_name,
-    utkface,
+    tar_images,
 )
 from agegender.data.utkface import UTKFaceArchive, UTKFaceFolder
 from agegender.imageio import ImageReadError
@@ -136,13 +136,13 @@ def test_archive_decodes_only_requested_members_in_one_pass(
 ) -> None:
     source = UTKFaceArchive(make_archive(utkface_dir, tmp_path / "UTKFace.tar.gz"))
     decoded: list[str] = []
-    real_decode = utkface.decode_image
+    real_decode = tar_images.decode_image
 
     def counting_decode(data: bytes, source: str) -> np.ndarray:
         decoded.append(source)
         return real_decode(data, source=source)
 
-    monkeypatch.setattr(utkface, "decode_image", counting_decode)
+    monkeypatch.setattr(tar_images, "decode_image", counting_decode)
     opened = Counter()
     real_open = tarfile.open
 
@@ -150,7 +150,7 @@ def test_archive_decodes_only_requested_members_in_one_pass(
         opened[args[1] if len(args) > 1 else kwargs.get("mode")] += 1
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(utkface.tarfile, "open", counting_open)
+    monkeypatch.setattr(tar_images.tarfile, "open", counting_open)
     broken = next(i for i, record in enumerate(source.records) if record.name == BROKEN_NAME)
     wanted = [broken, 0, 2, 0]
 

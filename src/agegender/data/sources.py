@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 from agegender.data.base import FaceSource
 from agegender.data.celeba import ATTRIBUTES_FILE, CelebA
 from agegender.data.class_folders import ClassFolders, gender_folders
+from agegender.data.fairface import FairFace, is_fairface_labels
+from agegender.data.labelled_folder import LABELS_FILE, LabelledFolder
+from agegender.data.lfw import is_lfw_directory, open_lfw
 from agegender.data.pixel_csv import PixelCSV
 from agegender.data.utkface import UTKFaceArchive, UTKFaceFolder
 
@@ -21,8 +26,13 @@ SKIPPED_SHOWN = 10
 def open_source(path: Path | str) -> FaceSource:
     """Load the dataset at path; warn once about skipped entries.
 
-    tar archive → UTKFace archive; `.csv` → pixel CSV; directory with `list_attr_celeba.txt`
-    → CelebA; directory with gender subfolders → class folders; other directory → UTKFace.
+    A directory with `list_attr_celeba.txt` → CelebA; with `male_names.txt` and
+    `female_names.txt` → LFW; with `fairface_label_train.csv` or `fairface_label_val.csv` →
+    FairFace; with `labels.csv` → labelled folder; with gender subfolders → class folders;
+    any other directory → UTKFace. A tar archive beside the LFW name lists → LFW, any other
+    → UTKFace archive. A FairFace label CSV → FairFace (that file's rows); another `.csv`
+    → labelled folder when its header has a `file` column and no `pixels` column, else
+    pixel CSV.
     Raises FileNotFoundError / ValueError naming the path when nothing usable is there.
     """
     path = Path(path)
@@ -37,16 +47,38 @@ def open_source(path: Path | str) -> FaceSource:
     return source
 
 
-def _source_type(path: Path) -> type[FaceSource]:
+def _source_type(path: Path) -> Callable[[Path], FaceSource]:
     if path.is_dir():
-        if (path / ATTRIBUTES_FILE).is_file():
-            return CelebA
-        return ClassFolders if gender_folders(path) else UTKFaceFolder
+        return _directory_type(path)
     if tarfile.is_tarfile(path):
-        return UTKFaceArchive
+        return open_lfw if is_lfw_directory(path.parent) else UTKFaceArchive
     if path.suffix.lower() == ".csv":
-        return PixelCSV
+        if is_fairface_labels(path):
+            return FairFace
+        return LabelledFolder if _is_labels_header(path) else PixelCSV
     raise ValueError(f"{path}: not a dataset (expected a directory, a tar archive or a .csv)")
+
+
+def _directory_type(path: Path) -> Callable[[Path], FaceSource]:
+    if (path / ATTRIBUTES_FILE).is_file():
+        return CelebA
+    if is_lfw_directory(path):
+        return open_lfw
+    if is_fairface_labels(path):
+        return FairFace
+    if (path / LABELS_FILE).is_file():
+        return LabelledFolder
+    return ClassFolders if gender_folders(path) else UTKFaceFolder
+
+
+def _is_labels_header(path: Path) -> bool:
+    """A CSV whose header names a `file` column and no `pixels` column (the pixel CSV's)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            header = next(csv.reader(file), [])
+    except (UnicodeDecodeError, csv.Error):
+        return False  # the pixel CSV loader says what is wrong with it
+    return "file" in header and "pixels" not in header
 
 
 def skipped_summary(path: Path, source: FaceSource) -> str:

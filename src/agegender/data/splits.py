@@ -42,8 +42,12 @@ def assign_splits(records: Sequence[FaceRecord], split_file: Path | str | None =
     """
     if split_file is not None:
         return _splits_from_file(records, Path(split_file))
-    if records and all(record.split is not None for record in records):
+    own = sum(record.split is not None for record in records)
+    if records and own == len(records):
         return [record.split for record in records]
+    if own:
+        log.warning("only %d of %d records have a split of their own; they are ignored and "
+                    "all are split afresh", own, len(records))
     return _stratified_splits(records, seed, fractions)
 
 
@@ -79,8 +83,12 @@ def _stratified_splits(records: Sequence[FaceRecord], seed: int,
 
 
 def _stratum(record: FaceRecord) -> tuple:
-    """Gender × age decade; a missing label is its own group (None) rather than guessed."""
-    decade = None if record.age is None else int(record.age // 10)
+    """Gender × age decade (of the middle of `age_range` when the age is known as a range);
+    a missing label is its own group (None) rather than guessed."""
+    age = record.age
+    if age is None and record.age_range is not None:
+        age = sum(record.age_range) / 2
+    decade = None if age is None else int(age // 10)
     return record.gender, decade
 
 

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import tarfile
-from collections.abc import Iterable, Iterator
-from functools import cached_property
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
-from agegender.data.base import FaceSource
-from agegender.data.files import (
-    ImageFileSource,
-    find_image_files,
-    fingerprint_files,
-    is_visible_image,
-)
+from agegender.data.files import ImageFileSource, find_image_files
 from agegender.data.records import GENDER_NAMES, RACE_NAMES, FaceRecord
-from agegender.imageio import ImageReadError, decode_image
+from agegender.data.tar_images import TarImageSource, list_image_members
 
 MAX_AGE = 116
 
@@ -90,54 +80,11 @@ class UTKFaceFolder(ImageFileSource):
         super().__init__(*_utkface_records((str(path), path.name) for path in files))
 
 
-class UTKFaceArchive(FaceSource):
-    """UTKFace images inside a tar archive (.tar, .tar.gz/.tgz, or any compression tarfile reads).
-
-    The archive is only ever read sequentially: random access into a gzip stream would
-    decompress from the start for every member, so `iter_images` makes one streaming pass.
-    """
+class UTKFaceArchive(TarImageSource):
+    """UTKFace images inside a tar archive, streamed (see `TarImageSource`), never unpacked."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        with tarfile.open(self.path, "r|*") as archive:
-            members = [member.name for member in archive
-                       if member.isfile() and is_visible_image(PurePosixPath(member.name))]
         super().__init__(*_utkface_records(
-            (self._source(member), PurePosixPath(member).name) for member in members))
-
-    def _source(self, member: str) -> str:
-        return f"{self.path}::{member}"
-
-    @cached_property
-    def fingerprint(self) -> str:
-        return fingerprint_files([self.path])
-
-    def iter_images(
-        self, indices: Iterable[int]
-    ) -> Iterator[tuple[int, np.ndarray | ImageReadError]]:
-        wanted: dict[str, list[int]] = {}
-        for index in dict.fromkeys(indices):
-            member = self.records[index].source.rsplit("::", 1)[1]
-            wanted.setdefault(member, []).append(index)
-        with tarfile.open(self.path, "r|*") as archive:
-            for member in archive:
-                member_indices = wanted.pop(member.name, None) if member.isfile() else None
-                if member_indices is None:
-                    continue
-                result = self._decode(archive, member)
-                for index in member_indices:
-                    yield index, result
-                if not wanted:
-                    break
-        for member, member_indices in wanted.items():
-            for index in member_indices:
-                yield index, ImageReadError(self._source(member), "no longer in the archive")
-
-    def _decode(
-        self, archive: tarfile.TarFile, member: tarfile.TarInfo
-    ) -> np.ndarray | ImageReadError:
-        source = self._source(member.name)
-        try:
-            return decode_image(archive.extractfile(member).read(), source=source)
-        except ImageReadError as error:
-            return error
+            (self.member_source(member), PurePosixPath(member).name)
+            for member in list_image_members(self.path)))
