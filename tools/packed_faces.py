@@ -42,15 +42,19 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 def pack(args: argparse.Namespace) -> None:
     config = _config(args)
-    if config.data is None:
-        raise SystemExit("pack needs --data")
-    data = load_labelled_faces(Path(config.data), config.preprocessing,
+    if len(config.data) != 1:
+        raise SystemExit("pack takes one --data")
+    data = load_labelled_faces(Path(config.data[0]), config.preprocessing,
                                split_file=config.split_file and Path(config.split_file),
                                cache_dir=args.cache_dir)
     rows = np.flatnonzero(np.isin(data.split, args.splits))
     pack_faces(data, rows, args.out, quality=args.quality)
     log.info("packed %d faces (%s) into %s: %.1f MB", len(rows), ", ".join(args.splits),
              args.out, args.out.stat().st_size / 1e6)
+
+
+ROW_ARRAYS = ("age", "gender", "race", "split", "age_low", "age_high", "dataset", "person")
+"""The labels and bookkeeping a packed file carries per face, as `LabelledFaces` names them."""
 
 
 def pack_faces(data: LabelledFaces, rows: np.ndarray, out: Path, quality: int = 85) -> None:
@@ -65,9 +69,9 @@ def pack_faces(data: LabelledFaces, rows: np.ndarray, out: Path, quality: int = 
     offsets = np.cumsum([0] + [len(item) for item in encoded])
     coverage = {} if data.coverage is None else {"coverage": np.asarray(data.coverage[rows])}
     np.savez_compressed(out, pixels=np.concatenate(encoded), offsets=offsets,
-                        age=data.age[rows], gender=data.gender[rows], race=data.race[rows],
-                        split=data.split[rows], sources=np.array([data.sources[r] for r in rows]),
-                        **coverage)
+                        sources=np.array([data.sources[r] for r in rows]),
+                        dataset_names=np.array(data.dataset_names),
+                        **{name: getattr(data, name)[rows] for name in ROW_ARRAYS}, **coverage)
 
 
 def unpack(path: Path) -> LabelledFaces:
@@ -75,10 +79,10 @@ def unpack(path: Path) -> LabelledFaces:
     pixels, offsets = packed["pixels"], packed["offsets"]
     images = np.stack([np.asarray(Image.open(io.BytesIO(pixels[start:end].tobytes())))
                        for start, end in itertools.pairwise(offsets)])
-    return LabelledFaces(images=images, age=packed["age"], gender=packed["gender"],
-                         race=packed["race"], sources=packed["sources"].tolist(),
-                         split=packed["split"],
-                         coverage=packed.get("coverage"))
+    return LabelledFaces(images=images, sources=packed["sources"].tolist(),
+                         coverage=packed.get("coverage"),
+                         dataset_names=packed["dataset_names"].tolist(),
+                         **{name: packed[name] for name in ROW_ARRAYS})
 
 
 def train(args: argparse.Namespace) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,13 @@ log = logging.getLogger("agegender")
 @dataclass
 class LabelledFaces:
     """Row-aligned images and labels; missing labels are NaN and masked out downstream.
-    `coverage` (as `CachedFaces.coverage`) is None where every crop is covered whole."""
+
+    `coverage` (as `CachedFaces.coverage`) is None where every crop is covered whole.
+    `age_low`..`age_high` is an age known only as a range of whole years (NaN where the age
+    is exact or unknown). `dataset` numbers the source of each row (an index into
+    `dataset_names`) and `person` who the face is within its dataset (-1: not known), so
+    sampling can weight sources and people.
+    """
 
     images: np.ndarray
     age: np.ndarray
@@ -28,10 +34,57 @@ class LabelledFaces:
     sources: list[str]
     split: np.ndarray
     coverage: np.ndarray | None = None
+    age_low: np.ndarray | None = None
+    age_high: np.ndarray | None = None
+    dataset: np.ndarray | None = None
+    person: np.ndarray | None = None
+    dataset_names: list[str] = field(default_factory=lambda: ["data"])
+
+    def __post_init__(self) -> None:
+        count = len(self.split)
+        if self.age_low is None or self.age_high is None:
+            self.age_low = self.age_high = np.full(count, np.nan, np.float32)
+        if self.dataset is None:
+            self.dataset = np.zeros(count, np.int64)
+        if self.person is None:
+            self.person = np.full(count, -1, np.int64)
 
     def rows(self, split: str) -> np.ndarray:
         """Row indices of one split (`all` for every row)."""
         return np.arange(len(self.split)) if split == "all" else np.flatnonzero(self.split == split)
+
+
+def concatenate(parts: list[LabelledFaces]) -> LabelledFaces:
+    """Several datasets as one, rows in order; `dataset` tells them apart (their splits stay
+    their own, so no person crosses from one split to another). The images are read into
+    memory."""
+    if len(parts) == 1:
+        return parts[0]
+    coverage = None
+    if any(part.coverage is not None for part in parts):
+        coverage = np.concatenate([
+            np.full(part.images.shape[:3], 255, np.uint8) if part.coverage is None
+            else np.asarray(part.coverage) for part in parts])
+    names = [name for part in parts for name in part.dataset_names]
+    offsets = np.cumsum([0] + [len(part.dataset_names) for part in parts])[:-1]
+    person_offsets = np.cumsum([0] + [int(part.person.max(initial=-1)) + 1
+                                      for part in parts])[:-1]
+    return LabelledFaces(
+        images=np.concatenate([np.asarray(part.images) for part in parts]),
+        age=np.concatenate([part.age for part in parts]),
+        gender=np.concatenate([part.gender for part in parts]),
+        race=np.concatenate([part.race for part in parts]),
+        sources=[source for part in parts for source in part.sources],
+        split=np.concatenate([part.split for part in parts]),
+        coverage=coverage,
+        age_low=np.concatenate([part.age_low for part in parts]),
+        age_high=np.concatenate([part.age_high for part in parts]),
+        dataset=np.concatenate([part.dataset + offset for part, offset in zip(parts, offsets,
+                                                                             strict=True)]),
+        person=np.concatenate([np.where(part.person >= 0, part.person + offset, -1)
+                               for part, offset in zip(parts, person_offsets, strict=True)]),
+        dataset_names=names,
+    )
 
 
 def label_array(values: list) -> np.ndarray:
@@ -61,6 +114,9 @@ def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
     coverage = (cached.coverage if whole or cached.coverage is None
                 else np.asarray(cached.coverage[keep]))
     records = [source.records[i] for i in indices[keep]]
+    ranges = [record.age_range or (None, None) for record in records]
+    people = {name: index for index, name in enumerate(
+        sorted({record.person for record in records if record.person is not None}))}
     return LabelledFaces(
         images=images,
         age=label_array([r.age for r in records]),
@@ -69,4 +125,8 @@ def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
         sources=[r.source for r in records],
         split=splits[indices[keep]],
         coverage=coverage,
+        age_low=label_array([low for low, _ in ranges]),
+        age_high=label_array([high for _, high in ranges]),
+        person=np.array([people.get(r.person, -1) for r in records], np.int64),
+        dataset_names=[Path(data_path).name],
     )

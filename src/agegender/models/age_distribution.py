@@ -104,6 +104,21 @@ def dldl_loss(logits: torch.Tensor, age: torch.Tensor, sigma: float | torch.Tens
     return _masked_mean(per_sample, valid)
 
 
+def interval_nll(logits: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """−log P(low ≤ age ≤ high) under softmax(logits), for ages known only as a range of whole
+    years (both ends included, clamped to 0..100), averaged over the rows that have one (NaN
+    ends: no range)."""
+    _check_logits(logits)
+    valid = ~(torch.isnan(low) | torch.isnan(high))
+    bins = _bins(logits)
+    low = torch.where(valid, low, 0).clamp(MIN_AGE, MAX_AGE)
+    high = torch.where(valid, high, MAX_AGE).clamp(MIN_AGE, MAX_AGE)
+    inside = (bins >= low.unsqueeze(-1)) & (bins <= high.unsqueeze(-1))
+    log_probs = F.log_softmax(logits, dim=-1)
+    per_sample = -torch.logsumexp(log_probs.masked_fill(~inside, float("-inf")), dim=-1)
+    return _masked_mean(per_sample, valid)
+
+
 def expected_age(logits: torch.Tensor) -> torch.Tensor:
     """The expectation of the predicted distribution, in years (shape `logits.shape[:-1]`)."""
     _check_logits(logits)

@@ -28,6 +28,36 @@ class AugmentConfig:
         0.0, doc="share of aligned faces whose black border (where the alignment reached past "
                  "the dataset's crop) is filled with another face's content, as a face in a "
                  "photo has surroundings")
+    perspective: float = option(
+        0.0, doc="share of faces turned out of plane by a perspective warp (up to 15° left or "
+                 "right and 10° up or down), as a head turned from the camera")
+    blur: float = option(
+        0.0, doc="share of faces blurred (Gaussian, σ of 0.3–1.5 px at 112 px), as a photo out "
+                 "of focus or moving")
+    exposure: float = option(
+        0.0, doc="share of faces under- or over-exposed by up to 1 stop and given a gamma of "
+                 "0.5–2")
+    grayscale: float = option(
+        0.0, doc="share of faces shown in grayscale (in every channel), as black-and-white "
+                 "photos")
+    colour_cast: float = option(
+        0.0, doc="share of faces given the look of a faded or colour-cast print: washed-out "
+                 "colours, lower contrast, lifted blacks, a random or sepia-like tint")
+    noise: float = option(
+        0.0, doc="share of faces given sensor noise or film grain (Gaussian, luminance σ of "
+                 "1–8 % and chroma noise)")
+    jpeg: float = option(
+        0.0, doc="share of faces passed through JPEG compression at a quality of 30–90")
+    erasing: float = option(
+        0.0, doc="share of faces with one rectangle of 2–20 % of the area erased (noise or flat "
+                 "grey), as an occluded face")
+
+    def __post_init__(self) -> None:
+        shares = ("low_resolution", "border_fill", "perspective", "blur", "exposure",
+                  "grayscale", "colour_cast", "noise", "jpeg", "erasing")
+        wrong = [name for name in shares if not 0 <= getattr(self, name) <= 1]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: a share of the faces, between 0 and 1")
 
 
 NESTED = {"model": ModelConfig, "preprocessing": Preprocessing, "augment": AugmentConfig}
@@ -40,11 +70,23 @@ class TrainConfig:
 
     preset: str = option("seed-cnn", doc="the named configuration this one started from",
                          cli=False)
-    data: str | None = option(None, doc="UTKFace folder or .tar.gz, 48×48 pixel CSV, CelebA "
-                                        "folder, or male/female class folders")
+    data: list[str] = option(
+        default_factory=list, flag="--data",
+        doc="a dataset: UTKFace folder or .tar.gz, LFW folder, FairFace or labels.csv folder, "
+            "48×48 pixel CSV, CelebA folder, or male/female class folders; repeat to train on "
+            "several at once (each keeps its own split; a label one lacks is masked)")
+    data_weights: list[float] = option(
+        default_factory=list, flag="--data-weight",
+        doc="the share of each epoch's faces drawn from each --data, in order (repeat once "
+            "per --data; default: in proportion to their sizes)")
+    person_cap: int | None = option(
+        None, doc="a person's faces (where the data names people, as LFW does) together weigh "
+                  "at most as much as this many faces")
+    balance_gender: bool = option(
+        False, doc="within each dataset, draw women and men equally often")
     split_file: str | None = option(None, doc="CSV with file,split columns (default: split.csv "
-                                              "beside the data)")
-    limit: int | None = option(None, doc="use at most N images (quick runs)")
+                                              "beside the data; one --data only)")
+    limit: int | None = option(None, doc="use at most N images of each dataset (quick runs)")
     model: ModelConfig = option(default_factory=ModelConfig, doc="architecture")
     preprocessing: Preprocessing = option(default_factory=Preprocessing, doc="input")
     augment: AugmentConfig = option(default_factory=AugmentConfig, doc="augmentation")
@@ -106,8 +148,8 @@ class TrainConfig:
                               "augmentation")
 
     def __post_init__(self) -> None:
-        problems = [problem for check in (_choices, _model_problems, _range_problems)
-                    for problem in check(self)]
+        checks = (_choices, _model_problems, _range_problems, _data_problems)
+        problems = [problem for check in checks for problem in check(self)]
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -123,6 +165,8 @@ class TrainConfig:
         if strict and unknown:
             raise ValueError(f"unknown configuration fields {unknown}")
         kwargs = {k: v for k, v in values.items() if k in known}
+        if isinstance(kwargs.get("data"), str):  # written before several datasets were allowed
+            kwargs["data"] = [kwargs["data"]]
         for name, kind in NESTED.items():
             if isinstance(kwargs.get(name), dict):
                 section = kwargs[name]
@@ -191,4 +235,20 @@ def _range_problems(config: TrainConfig) -> list[str]:
         problems.append("consistency_jitter_share is a share, between 0 and 1")
     if config.limit is not None and config.limit < 1:
         problems.append("limit must be at least 1")
+    if config.person_cap is not None and config.person_cap < 1:
+        problems.append("person_cap must be at least 1")
+    return problems
+
+
+def _data_problems(config: TrainConfig) -> list[str]:
+    problems = []
+    if config.data_weights and len(config.data_weights) != len(config.data):
+        problems.append(f"{len(config.data_weights)} data weights for {len(config.data)} "
+                        "datasets: give one --data-weight per --data")
+    if any(weight < 0 for weight in config.data_weights) or (
+            config.data_weights and not sum(config.data_weights)):
+        problems.append("data weights are shares: at least 0, and not all 0")
+    if config.split_file and len(config.data) > 1:
+        problems.append("--split-file names the split of one dataset; with several, each "
+                        "keeps the split.csv beside it")
     return problems

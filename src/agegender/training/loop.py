@@ -21,6 +21,7 @@ from agegender.models.factory import create_model
 from agegender.training.batches import make_batch
 from agegender.training.config import TrainConfig
 from agegender.training.model import TrainingModel
+from agegender.training.sampling import epoch_order, sampling_weights
 from agegender.training.step import StepResult, TrainStep
 from agegender.training.teachers import Teachers, read_soft_targets
 
@@ -76,6 +77,7 @@ class Trainer:
         self.val_rows = data.rows("val")
         if len(self.train_rows) == 0:
             raise ValueError("the training split is empty")
+        self.sampling_weights = sampling_weights(data, self.train_rows, config)
         torch.manual_seed(config.seed)
         net = create_model(config.model, config.preprocessing)
         if config.init_checkpoint:
@@ -104,7 +106,7 @@ class Trainer:
         seed = self.config.seed * 100_003 + self.epoch
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        order = np.random.default_rng(seed).permutation(self.train_rows)
+        order = epoch_order(self.train_rows, self.sampling_weights, seed)
         self.model.train()
         if self.model.backbone is not None:
             self.model.backbone.requires_grad_(self.epoch >= self.config.freeze_backbone_epochs)
@@ -132,9 +134,9 @@ class Trainer:
         totals = _Accumulator()
         with torch.inference_mode():
             for start in range(0, len(self.val_rows), 256):
-                images, gender, age = make_batch(
-                    self.data, self.val_rows[start:start + 256], self.config, None, self.device)
-                totals.add(self.step.labels_loss(self.step.forward(images), gender, age))
+                rows = self.val_rows[start:start + 256]
+                images, gender, age = make_batch(self.data, rows, self.config, None, self.device)
+                totals.add(self.step.labels_loss(self.step.forward(images), rows, gender, age))
         return totals.stats()
 
     def fit(self) -> None:

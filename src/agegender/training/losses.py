@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agegender.models.age_distribution import dldl_loss
+from agegender.models.age_distribution import dldl_loss, interval_nll
 
 AGE_SCALE = 10.0
 """Age losses are computed in decades so MAE/MSE and cross-entropy have comparable magnitudes."""
@@ -36,6 +36,24 @@ def age_loss(age: torch.Tensor, age_logits: torch.Tensor | None, age_true: torch
         return dldl_loss(age_logits[known], age_true[known], dldl_sigma, l1_weight=1 / AGE_SCALE)
     loss = F.l1_loss if kind == "mae" else F.mse_loss
     return loss(age[known] / AGE_SCALE, age_true[known] / AGE_SCALE)
+
+
+def age_range_loss(age: torch.Tensor, age_logits: torch.Tensor | None, low: torch.Tensor,
+                   high: torch.Tensor, kind: str) -> torch.Tensor:
+    """For ages known only as a range of whole years (NaN: none): with `dldl`, the probability
+    mass the age distribution puts on the range (interval likelihood); otherwise the distance
+    in decades from the predicted age to the range (0 inside it), as an L1 or squared term."""
+    known = ~(torch.isnan(low) | torch.isnan(high))
+    if not known.any():
+        return age.sum() * 0.0
+    if kind == "dldl":
+        if age_logits is None:
+            raise ValueError("the 'dldl' age loss needs a model that outputs age logits")
+        return interval_nll(age_logits[known], low[known], high[known])
+    # a whole-year range [20, 29] holds ages up to just under 30
+    outside = (low[known] - age[known]).clamp(min=0) + (age[known] - high[known] - 1).clamp(min=0)
+    outside = outside / AGE_SCALE
+    return outside.mean() if kind == "mae" else (outside ** 2).mean()
 
 
 def distillation_loss(gender_logit: torch.Tensor, age_logits: torch.Tensor,

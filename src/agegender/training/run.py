@@ -8,10 +8,11 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from agegender.atomic import write_json_atomic
-from agegender.data.labelled import LabelledFaces, load_labelled_faces
+from agegender.data.labelled import LabelledFaces, concatenate, load_labelled_faces
 from agegender.evaluation.evaluate import evaluate_rows, summarize
 from agegender.inference.backends import TorchCheckpointBackend
 from agegender.training.calibrate import calibrate_checkpoint
@@ -33,16 +34,18 @@ def resolve_device(name: str) -> str:
 def train(config: TrainConfig, out_dir: Path, resume: bool = False,
           cache_dir: Path | None = None, device: str = "auto") -> dict:
     """Load `config.data`, train (or resume), then evaluate the best checkpoint on test."""
-    if config.data is None:
+    if not config.data:
         raise ValueError("no data to train on: give --data (or a --config that names it)")
     if not resume and (out_dir / "last.pt").exists():
         raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it "
                               "or choose another --out")
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
-    data = load_labelled_faces(Path(config.data), config.preprocessing,
-                               split_file=config.split_file and Path(config.split_file),
-                               limit=config.limit, seed=config.seed, cache_dir=cache_dir)
+    data = concatenate([
+        load_labelled_faces(Path(path), config.preprocessing,
+                            split_file=config.split_file and Path(config.split_file),
+                            limit=config.limit, seed=config.seed, cache_dir=cache_dir)
+        for path in config.data])
     return train_on_faces(config, data, out_dir, resume=resume, device=device,
                           data_seconds=time.perf_counter() - started)
 
@@ -67,14 +70,22 @@ def train_on_faces(config: TrainConfig, data: LabelledFaces, out_dir: Path, resu
 
 
 def evaluate_test(data: LabelledFaces, out_dir: Path) -> dict:
-    """Evaluate the run's `best.pt` on the test split into `test_report/`; the figures."""
-    rows = data.rows("test")
-    if len(rows) == 0:
+    """Evaluate the run's `best.pt` on each dataset's test split: the first dataset into
+    `test_report/` (its figures head the result), any other into `test_report_<k>_<name>/`
+    (its figures under `datasets`)."""
+    backend = TorchCheckpointBackend.from_checkpoint(out_dir / "best.pt")
+    reports = {}
+    for index, name in enumerate(data.dataset_names):
+        rows = np.flatnonzero((data.split == "test") & (data.dataset == index))
+        if len(rows):
+            folder = "test_report" if not reports else f"test_report_{index}_{name}"
+            reports[name] = summarize(evaluate_rows(backend, data, rows, out_dir / folder),
+                                      split="test")
+    if not reports:
         log.warning("the test split is empty: no test metrics")
         return {}
-    backend = TorchCheckpointBackend.from_checkpoint(out_dir / "best.pt")
-    metrics = evaluate_rows(backend, data, rows, out_dir / "test_report")
-    return summarize(metrics, split="test")
+    first = next(iter(reports.values()))
+    return first if len(reports) == 1 else {**first, "datasets": reports}
 
 
 def _epoch_seconds(times_path: Path) -> list[float]:

@@ -40,18 +40,24 @@ class TrainStep:
         self.teachers = teachers
         self.soft_female = soft_targets.get("prob_female")
         self.descriptors = soft_targets.get("descriptor")
+        self.has_ranges = bool(np.isfinite(data.age_low).any())
 
     def forward(self, images: torch.Tensor) -> Outputs:
         with autocast(self.device):
             return self.model(images)
 
-    def labels_loss(self, outputs: Outputs, gender: torch.Tensor, age: torch.Tensor
-                    ) -> StepResult:
-        """The weighted gender and age losses against the labels (what validation measures)."""
+    def labels_loss(self, outputs: Outputs, rows: np.ndarray, gender: torch.Tensor,
+                    age: torch.Tensor) -> StepResult:
+        """The weighted gender and age losses against the labels of `rows` (what validation
+        measures): exact ages, and ages known as a range where the data has those."""
         config = self.config
         loss = (config.gender_loss_weight * losses.gender_loss(outputs.gender_logit, gender)
                 + config.age_loss_weight * losses.age_loss(
                     outputs.age, outputs.age_logits, age, config.age_loss, config.dldl_sigma))
+        if self.has_ranges:
+            loss = loss + config.age_loss_weight * losses.age_range_loss(
+                outputs.age, outputs.age_logits, self._rows_of(self.data.age_low, rows),
+                self._rows_of(self.data.age_high, rows), config.age_loss)
         return StepResult(loss, losses.age_errors(outputs.age, age),
                           losses.gender_hits(outputs.gender_logit, gender))
 
@@ -62,7 +68,7 @@ class TrainStep:
         coverage = read_coverage(self.data, rows, config, self.device)
         images = model_input(pixels, config, generator, coverage)
         outputs = self.forward(images)
-        result = self.labels_loss(outputs, gender, age)
+        result = self.labels_loss(outputs, rows, gender, age)
         if self.descriptors is not None:
             result.loss = result.loss + config.embedding_weight * losses.embedding_loss(
                 outputs.embedding, self._rows_of(self.descriptors, rows))
