@@ -168,3 +168,19 @@ def test_robustness_broken_runs(archive: Path, tmp_path: Path, monkeypatch: pyte
     assert results["exit_status"]["good_only"] == 0
     assert results["broken_reported"] == results["broken_files"]
     assert results["good_files_with_identical_rows"] == 3
+
+
+@pytest.mark.archive
+def test_generalisation_runs(archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """The bundled model on the UTKFace views of the 4 val faces among 40 decoded ones (LFW not
+    given, so its view is skipped and said so)."""
+    from benchmarks import generalisation
+
+    generalisation.main(["--utkface", str(archive), "--limit", "40",
+                         "--json", str(tmp_path / "views.json")])
+    out = capsys.readouterr().out
+    assert "skipped view lfw: no --lfw data given" in out and "utkface-faded" in out
+    results = json.loads((tmp_path / "views.json").read_text())
+    figures = results["figures"]["agegender_mobilenet_v2"]
+    assert list(figures) == ["utkface", "utkface-gray", "utkface-faded", "utkface-noisy"]
+    assert all(view["n"] == 4 and 0 <= view["gender_acc"] <= 1 for view in figures.values())
