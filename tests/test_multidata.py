@@ -98,6 +98,17 @@ def test_a_run_on_two_datasets_trains_on_ranges_and_reports_each_test_split(tmp_
     assert (tmp_path / "test_report_1_second" / "predictions.csv").is_file()
 
 
+def test_age_balance_draws_rare_decades_more_often():
+    data = synthetic_faces(200, 8)
+    data.age = np.where(np.arange(200) < 180, 25.0, 75.0).astype(np.float32)  # 10 % are 70+
+    rows = data.rows("all")
+    half = sampling_weights(data, rows, dataclasses.replace(TINY, age_balance=0.5))
+    full = sampling_weights(data, rows, dataclasses.replace(TINY, age_balance=1.0))
+    old = data.age[rows] >= 70
+    assert half[old].sum() == pytest.approx(np.sqrt(20) / (np.sqrt(20) + np.sqrt(180)))
+    assert full[old].sum() == pytest.approx(0.5)
+
+
 def test_data_weights_and_split_files_must_fit_the_datasets():
     with pytest.raises(ValueError, match="one --data-weight per --data"):
         dataclasses.replace(TINY, data=["a", "b"], data_weights=[1.0])

@@ -87,6 +87,9 @@ class TrainConfig:
                   "at most as much as this many faces")
     balance_gender: bool = option(
         False, doc="within each dataset, draw women and men equally often")
+    age_balance: float = option(
+        0.0, doc="draw faces of rare age decades more often: weight count(decade)^-this "
+                 "(0: as they come, 1: every decade equally; 70+ is one decade)")
     split_file: str | None = option(None, doc="CSV with file,split columns (default: split.csv "
                                               "beside the data; one --data only)")
     limit: int | None = option(None, doc="use at most N images of each dataset (quick runs)")

@@ -17,9 +17,12 @@ from agegender.training.config import TrainConfig
 def sampling_weights(data: LabelledFaces, rows: np.ndarray, config: TrainConfig
                      ) -> np.ndarray | None:
     """A weight per row of `rows`; None when every face counts the same (a plain shuffle)."""
-    if not (config.data_weights or config.person_cap or config.balance_gender):
+    if not (config.data_weights or config.person_cap or config.balance_gender
+            or config.age_balance):
         return None
     weights = np.ones(len(rows))
+    if config.age_balance:
+        weights *= _age_weights(data.age[rows], config.age_balance)
     person = data.person[rows]
     if config.person_cap:
         known = person >= 0
@@ -33,6 +36,20 @@ def sampling_weights(data: LabelledFaces, rows: np.ndarray, config: TrainConfig
         if config.data_weights:
             weights[ours] *= config.data_weights[index] / weights[ours].sum()
     return weights / weights.sum()
+
+
+def _age_weights(age: np.ndarray, strength: float) -> np.ndarray:
+    """Faces of a rare age decade weigh more: `count(decade) ** -strength`, scaled so the
+    faces with an age keep their total weight (faces without one keep weight 1)."""
+    weights = np.ones(len(age))
+    known = ~np.isnan(age)
+    if not known.any():
+        return weights
+    decade = np.minimum(age[known] // 10, 7).astype(int)  # 70+ as one group
+    counts = np.bincount(decade)
+    weights[known] = counts[decade] ** -strength
+    weights[known] *= known.sum() / weights[known].sum()
+    return weights
 
 
 def _gender_balanced(weights: np.ndarray, gender: np.ndarray) -> np.ndarray:
