@@ -21,8 +21,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", type=Path, required=True,
-                       help="UTKFace folder or .tar.gz, 48×48 pixel CSV, CelebA folder, or "
-                            "male/female class folders")
+                       help="UTKFace folder or .tar.gz, LFW folder, FairFace or labels.csv "
+                            "folder, 48×48 pixel CSV, CelebA folder, or male/female class "
+                            "folders")
     group.add_argument("--split-file", type=Path,
                        help="CSV with file,split columns (default: split.csv beside the data)")
     group.add_argument("--limit", type=int, help="use at most N images (quick runs)")
