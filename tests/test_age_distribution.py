@@ -191,3 +191,13 @@ def test_read_outs_export_to_onnx_and_match_onnxruntime(tmp_path):
     # interpolate turns that into up to ~1e-3 years
     for onnx_out, torch_out in zip(got, _ReadOut()(logits), strict=True):
         np.testing.assert_allclose(onnx_out, torch_out.numpy(), atol=2e-3)
+
+
+def test_the_median_sits_at_the_centre_of_a_symmetric_distribution_and_below_a_right_tail():
+    from agegender.models.age_distribution import median_age
+
+    ages = torch.arange(101, dtype=torch.float32)
+    symmetric = -0.5 * ((ages - 40) / 3) ** 2
+    assert median_age(symmetric[None]).item() == pytest.approx(40.0, abs=0.05)
+    skewed = torch.where(ages < 25, -0.5 * ((ages - 25) / 2) ** 2, -0.5 * ((ages - 25) / 12) ** 2)
+    assert median_age(skewed[None]).item() < expected_age(skewed[None]).item() - 1

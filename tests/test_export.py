@@ -146,7 +146,8 @@ def test_calibration_and_flip_averaging_are_inside_the_exported_graph(tmp_path):
                                 pretrained=False, dropout=0.1), preprocessing=prep,
         age_loss="dldl")
     model = create_model(config.model, prep)
-    calibration = Calibration(gender_temperature=2.0, age_temperature=1.5, flip=True)
+    calibration = Calibration(gender_temperature=2.0, age_temperature=1.5, flip=True,
+                              age_median=True)
     save_checkpoint(tmp_path / "plain.pt", model, config.to_dict())
     save_checkpoint(tmp_path / "calibrated.pt", model, config.to_dict(),
                     calibration=calibration.to_dict())
@@ -161,6 +162,10 @@ def test_calibration_and_flip_averaging_are_inside_the_exported_graph(tmp_path):
     logit = (np.log(plain.prob_female / (1 - plain.prob_female))
              + np.log(mirrored.prob_female / (1 - mirrored.prob_female))) / 2
     np.testing.assert_allclose(torch_out.prob_female, 1 / (1 + np.exp(-logit / 2.0)), atol=1e-4)
+    # the median read-out: between the ends of the 80 % interval, and not the expectation
+    assert (onnx_out.age_low <= onnx_out.age).all() and (onnx_out.age <= onnx_out.age_high).all()
+    expectation = TorchCheckpointBackend.from_checkpoint(tmp_path / "plain.pt").predict(faces).age
+    assert not np.allclose(torch_out.age, expectation, atol=1e-3)
 
 
 def test_predict_command_runs_the_onnx_model(onnx_model, tmp_path):

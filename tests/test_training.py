@@ -323,6 +323,8 @@ def test_training_calibrates_the_best_checkpoint_on_validation_data(tmp_path):
     assert payload["calibration_figures"]["n_val"] == len(data.rows("val"))
     assert calibration.flip == (payload["calibration_figures"]["val_mae_flip_true"]
                                 < payload["calibration_figures"]["val_mae_flip_false"])
+    assert calibration.age_median == (payload["calibration_figures"]["val_mae_median"]
+                                      < payload["calibration_figures"]["val_mae_mean"])
     assert load_checkpoint(tmp_path / "best.pt").deployed().calibration == calibration
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from agegender.models.age_distribution import age_interval, expected_age
+from agegender.models.age_distribution import age_interval, expected_age, median_age
 
 INTERVAL_COVERAGE = 0.8
 """The central probability mass `age_low`..`age_high` is meant to hold."""
@@ -21,11 +21,13 @@ INTERVAL_COVERAGE = 0.8
 @dataclass(frozen=True)
 class Calibration:
     """Post-training settings: divide the gender logit by `gender_temperature`, the age logits by
-    `age_temperature` before reading off the interval, and average over a horizontal flip."""
+    `age_temperature` before reading off the interval, average over a horizontal flip, and
+    (`age_median`) report the median of the age distribution instead of its expectation."""
 
     gender_temperature: float = 1.0
     age_temperature: float = 1.0
     flip: bool = False
+    age_median: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,5 +75,8 @@ class DeployedModel(nn.Module):
         if age_logits is None:
             missing = torch.full_like(age, float("nan"))
             return age, missing, missing, prob_female
-        low, high = age_interval(age_logits / calibration.age_temperature, INTERVAL_COVERAGE)
+        scaled = age_logits / calibration.age_temperature
+        low, high = age_interval(scaled, INTERVAL_COVERAGE)
+        if calibration.age_median:
+            age = median_age(scaled)
         return age, low, high, prob_female
