@@ -6,7 +6,7 @@ into command-line flags, so a field's meaning is written once, beside the field.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, field
+from dataclasses import MISSING, field
 from typing import Any
 
 
@@ -22,8 +22,3 @@ def option(default: Any = MISSING, *, doc: str, default_factory: Any = MISSING,
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
-
-
-def field_doc(definition: Field) -> str:
-    """The help text of a field declared with `option` (empty for other fields)."""
-    return definition.metadata.get("doc", "")
