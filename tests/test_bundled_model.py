@@ -25,8 +25,8 @@ def test_the_bundled_model_ships_in_the_package_within_30_mb():
 
 
 def test_predict_without_a_model_uses_the_bundled_one(tmp_path):
-    """One face row from the bundled model. (Its answer for this photo is wrong: see the model
-    card's failure modes. A single photo is no accuracy test; the test split is.)"""
+    """One face row from the bundled model, in range. (A single photo is no accuracy test; the
+    model card's figures come from the test split.)"""
     output = tmp_path / "rows.csv"
     assert main(["predict", str(EXAMPLE), "--output", str(output)]) == EXIT_OK
     with output.open() as stream:
