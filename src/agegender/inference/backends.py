@@ -20,6 +20,7 @@ from agegender.preprocessing import Preprocessing, normalize
 # The contract between `agegender export` and OnnxBackend: graph names and metadata_props keys.
 ONNX_INPUT = "image"
 ONNX_OUTPUTS = ("age", "age_low", "age_high", "prob_female")
+ONNX_FEATURE_OUTPUT = "feature_map"  # optional: N×F×h×w, the last map before the linear heads
 ONNX_FORMAT_VERSION = "2"
 META_FORMAT = "agegender.format_version"
 META_VERSION = "agegender.version"
@@ -27,6 +28,7 @@ META_PREPROCESSING = "agegender.preprocessing"  # Preprocessing.to_dict() as JSO
 META_ARCHITECTURE = "agegender.architecture"
 META_PRESET = "agegender.preset"
 META_LABELS = "agegender.labels"  # JSON: gender names by label, meaning of each output
+META_HEADS = "agegender.heads"  # JSON: `inference.cam.LinearHeads`, with the feature output
 
 
 @dataclass
@@ -103,14 +105,35 @@ class OnnxBackend:
         if json.loads(self.metadata.get(META_LABELS, "{}")).get("gender") != list(GENDER_NAMES):
             raise ValueError(f"{path}: gender labels differ from {list(GENDER_NAMES)}")
         self.preprocessing = Preprocessing.from_dict(json.loads(self.metadata[META_PREPROCESSING]))
+        self.path = path
+
+    @property
+    def has_feature_map(self) -> bool:
+        """Whether the file exposes the feature map and head weights class activation maps
+        need (files exported before `agegender explain` existed do not)."""
+        outputs = {output.name for output in self.session.get_outputs()}
+        return ONNX_FEATURE_OUTPUT in outputs and META_HEADS in self.metadata
 
     def predict(self, faces: np.ndarray) -> FacePredictions:
+        outputs = self._run(faces, ONNX_OUTPUTS)
+        return FacePredictions(*(output.astype(np.float32) for output in outputs))
+
+    def predict_with_feature_map(self, faces: np.ndarray) -> tuple[FacePredictions, np.ndarray]:
+        """`predict`'s outputs and the last feature map of each face (N×F×h×w float32)."""
+        if not self.has_feature_map:
+            raise ValueError(f"{self.path}: this ONNX model has no feature-map output; re-export "
+                             "it with `agegender export CHECKPOINT.pt` (models with linear heads "
+                             "over pooled features), or explain the .pt checkpoint (Grad-CAM)")
+        *outputs, feature_map = self._run(faces, (*ONNX_OUTPUTS, ONNX_FEATURE_OUTPUT))
+        return (FacePredictions(*(output.astype(np.float32) for output in outputs)),
+                feature_map.astype(np.float32))
+
+    def _run(self, faces: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         prep = self.preprocessing
         if faces.shape[1:] != (prep.size, prep.size, prep.channels):
             raise ValueError(f"faces must be N×{prep.size}×{prep.size}×{prep.channels} uint8, "
                              f"got shape {faces.shape}")
-        outputs = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: normalize(faces, prep)})
-        return FacePredictions(*(output.astype(np.float32) for output in outputs))
+        return self.session.run(list(names), {ONNX_INPUT: normalize(faces, prep)})
 
 
 def _available_cores() -> int:

@@ -72,16 +72,25 @@ class _Weights:
 
 
 class ImageNetNet(nn.Module):
-    """Common interface: `forward_features` pools to N×`num_features`; `forward` adds the head."""
+    """Common interface: `forward_feature_map` gives the last N×`num_features`×h×w map,
+    `forward_features` its global average, `forward` adds the head.
+
+    `cam_layer` names the module whose output is that map: class activation maps and Grad-CAM
+    read it (with forward hooks), like timm's `forward_intermediates`.
+    """
 
     num_features: int
     input_size: int
     input_mean: tuple[float, float, float]
     input_std: tuple[float, float, float]
     classifier_modules: tuple[str, ...]
+    cam_layer: str
+
+    def forward_feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.forward_feature_map(images).mean((2, 3))
 
     def drop_classifier(self) -> None:
         """Replace the ImageNet head by identities, so `forward` returns the pooled features."""
@@ -135,6 +144,7 @@ class MobileNetV2(ImageNetNet):
     input_mean = IMAGENET_MEAN
     input_std = IMAGENET_STD
     classifier_modules = ("classifier",)
+    cam_layer = "features"
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
@@ -150,8 +160,8 @@ class MobileNetV2(ImageNetNet):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(self.num_features, num_classes))
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features(images).mean((2, 3))
+    def forward_feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(images))
@@ -228,6 +238,7 @@ class EfficientNetLite(ImageNetNet):
     input_mean = TF_LITE_MEAN
     input_std = TF_LITE_STD
     classifier_modules = ("_dropout", "_fc")
+    cam_layer = "_head_activation"
 
     def __init__(self, variant: str, num_classes: int = 1000):
         super().__init__()
@@ -245,14 +256,15 @@ class EfficientNetLite(ImageNetNet):
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = _tf_conv(channels, self.num_features, 1)
         self._bn1 = _tf_bn(self.num_features)
+        self._head_activation = nn.ReLU6()  # a module, so that hooks can read the last map
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(self.num_features, num_classes)
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+    def forward_feature_map(self, images: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(images)))
         for block in self._blocks:
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x))).mean((2, 3))
+        return self._head_activation(self._bn1(self._conv_head(x)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(self.forward_features(images)))
@@ -313,6 +325,7 @@ class ResNet(ImageNetNet):
     input_mean = IMAGENET_MEAN
     input_std = IMAGENET_STD
     classifier_modules = ("fc",)
+    cam_layer = "layer4"
 
     def __init__(self, variant: str, num_classes: int = 1000):
         super().__init__()
@@ -337,10 +350,9 @@ class ResNet(ImageNetNet):
         self.num_features = channels
         self.fc = nn.Linear(channels, num_classes)
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+    def forward_feature_map(self, images: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return x.mean((2, 3))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward_features(images))

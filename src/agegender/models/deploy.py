@@ -45,7 +45,13 @@ def model_outputs(model: nn.Module, images: torch.Tensor, flip: bool
     Logits are averaged, and a distribution model's age is re-read from the averaged logits.
     """
     gender_logit, age, *rest = model(images)
-    age_logits = rest[0] if rest else None
+    return _with_mirror(model, images, flip, gender_logit, age, rest[0] if rest else None)
+
+
+def _with_mirror(model: nn.Module, images: torch.Tensor, flip: bool, gender_logit: torch.Tensor,
+                 age: torch.Tensor, age_logits: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The outputs of `images`, averaged with those of their mirror images if `flip`."""
     if flip:
         mirrored_logit, mirrored_age, *mirrored_rest = model(images.flip(3))
         gender_logit = (gender_logit + mirrored_logit) / 2
@@ -57,20 +63,44 @@ def model_outputs(model: nn.Module, images: torch.Tensor, flip: bool
     return gender_logit, age, age_logits
 
 
+def has_feature_map(model: nn.Module) -> bool:
+    """Whether `model` has linear heads over globally pooled features, so that its last feature
+    map and head weights give exact class activation maps (`TransferModel`)."""
+    return hasattr(model, "forward_with_feature_map")
+
+
 class DeployedModel(nn.Module):
     """image → (age, age_low, age_high, prob_female); the interval is NaN for models that
-    predict a single age instead of a distribution."""
+    predict a single age instead of a distribution.
 
-    def __init__(self, model: nn.Module, calibration: Calibration | None = None):
+    With `feature_map` (models for which `has_feature_map` holds) a fifth output is the last
+    feature map of the image itself, never of its mirror: the class activation maps of
+    `agegender explain` are computed from it without flip averaging.
+    """
+
+    def __init__(self, model: nn.Module, calibration: Calibration | None = None,
+                 feature_map: bool = False):
         super().__init__()
+        if feature_map and not has_feature_map(model):
+            raise ValueError(f"{type(model).__name__} has no feature map before linear heads")
         self.model = model
         self.calibration = calibration or Calibration()
+        self.feature_map = feature_map
 
-    def forward(self, image: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """`image`: the graph input's name in the exported ONNX model."""
         calibration = self.calibration
-        gender_logit, age, age_logits = model_outputs(self.model, image, calibration.flip)
+        if self.feature_map:
+            gender_logit, age, age_logits, feature_map = self.model.forward_with_feature_map(image)
+            gender_logit, age, age_logits = _with_mirror(
+                self.model, image, calibration.flip, gender_logit, age, age_logits)
+            return (*self._read_out(gender_logit, age, age_logits), feature_map)
+        return self._read_out(*model_outputs(self.model, image, calibration.flip))
+
+    def _read_out(self, gender_logit: torch.Tensor, age: torch.Tensor,
+                  age_logits: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        calibration = self.calibration
         prob_female = torch.sigmoid(gender_logit / calibration.gender_temperature)
         if age_logits is None:
             missing = torch.full_like(age, float("nan"))

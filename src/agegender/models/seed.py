@@ -35,6 +35,12 @@ def conv_trunk(
     return nn.Sequential(*layers), features
 
 
+def last_conv_block(trunk: nn.Sequential) -> str:
+    """Name (in `trunk`) of the last pooling layer before the dense layers: its output is the
+    last spatial feature map, the target layer of Grad-CAM."""
+    return str(max(index for index, layer in enumerate(trunk) if isinstance(layer, nn.MaxPool2d)))
+
+
 def _age_head(features: int, initial_age: float) -> nn.Linear:
     """A linear age output whose bias starts at a typical age, so training starts near the mean."""
     head = nn.Linear(features, 1)
@@ -52,6 +58,12 @@ class SeedCNN(nn.Module):
         self.gender_head = nn.Linear(features, 1)
         self.age_head = _age_head(features, initial_age)
 
+    @property
+    def cam_layers(self) -> dict[str, str]:
+        """Per output, the module whose output is the last feature map (for Grad-CAM)."""
+        layer = f"trunk.{last_conv_block(self.trunk)}"
+        return {"gender": layer, "age": layer}
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.trunk(images)
         return self.gender_head(features).squeeze(1), torch.relu(self.age_head(features)).squeeze(1)
@@ -68,6 +80,12 @@ class SeparateCNNs(nn.Module):
         self.age_trunk, _ = conv_trunk(in_channels, size, widths, dense, dropout, batchnorm)
         self.gender_head = nn.Linear(features, 1)
         self.age_head = _age_head(features, initial_age)
+
+    @property
+    def cam_layers(self) -> dict[str, str]:
+        """Per output, the module whose output is the last feature map (for Grad-CAM)."""
+        return {"gender": f"gender_trunk.{last_conv_block(self.gender_trunk)}",
+                "age": f"age_trunk.{last_conv_block(self.age_trunk)}"}
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gender_logit = self.gender_head(self.gender_trunk(images)).squeeze(1)

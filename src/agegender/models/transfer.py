@@ -25,8 +25,21 @@ class TransferModel(nn.Module):
         self.gender_head = nn.Linear(features, 1)
         self.age_head = nn.Linear(features, NUM_AGE_BINS)
 
+    @property
+    def cam_layers(self) -> dict[str, str]:
+        """Per output, the module whose output is the last feature map (for Grad-CAM)."""
+        layer = f"backbone.{self.backbone.cam_layer}"
+        return {"gender": layer, "age": layer}
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.forward_head(self.backbone(images))
+
+    def forward_with_feature_map(self, images: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward`'s outputs and the last feature map they are pooled from: the heads are
+        linear over its global average, so it gives exact class activation maps."""
+        feature_map = self.backbone.forward_feature_map(images)
+        return (*self.forward_head(feature_map.mean((2, 3))), feature_map)
 
     def forward_head(self, features: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

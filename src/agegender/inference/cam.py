@@ -1,0 +1,89 @@
+"""Class activation maps in numpy, from an exported model's last feature map and head weights.
+
+The bundled model's heads are linear over the global average of its last feature map A
+(F×h×w), so each output is an average of per-location terms and needs no autograd:
+
+- gender: the logit is w·mean(A) + b, so w·A[:, i, j] is the class activation map of Zhou et
+  al. (2016), signed towards the predicted gender;
+- age: the expected age E = Σ p_k·k of p = softmax((W·mean(A) + c) / T) has the gradient
+  g = Wᵀ(p ⊙ (k − E)) / T with respect to the pooled features, and Σ_f g_f·A[f, i, j] is
+  Grad-CAM (Selvaraju et al., 2017) of the expected age: where the face pushes the estimate up.
+
+Both are ReLU-ed like Grad-CAM and scaled to [0, 1] per face, so they equal the torch Grad-CAM
+of the same network (`models.gradcam`) up to a positive factor.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _encode(values: np.ndarray) -> dict:
+    array = np.ascontiguousarray(values, dtype="<f4")
+    return {"shape": list(array.shape), "float32": base64.b64encode(array.tobytes()).decode()}
+
+
+def _decode(encoded: dict) -> np.ndarray:
+    data = np.frombuffer(base64.b64decode(encoded["float32"]), dtype="<f4")
+    return data.reshape(encoded["shape"]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LinearHeads:
+    """The heads over the pooled features, with the calibration temperatures the outputs use:
+    gender logit = `gender_weight`·x + `gender_bias`, age logits = `age_weight`·x + `age_bias`
+    over the ages `age_bins`."""
+
+    gender_weight: np.ndarray
+    gender_bias: float
+    age_weight: np.ndarray
+    age_bias: np.ndarray
+    age_bins: np.ndarray
+    gender_temperature: float = 1.0
+    age_temperature: float = 1.0
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "gender_weight": _encode(self.gender_weight), "gender_bias": float(self.gender_bias),
+            "age_weight": _encode(self.age_weight), "age_bias": _encode(self.age_bias),
+            "age_bins": _encode(self.age_bins), "gender_temperature": self.gender_temperature,
+            "age_temperature": self.age_temperature})
+
+    @classmethod
+    def from_json(cls, text: str) -> LinearHeads:
+        values = json.loads(text)
+        return cls(_decode(values["gender_weight"]), float(values["gender_bias"]),
+                   _decode(values["age_weight"]), _decode(values["age_bias"]),
+                   _decode(values["age_bins"]), float(values["gender_temperature"]),
+                   float(values["age_temperature"]))
+
+
+def gender_cam(feature_map: np.ndarray, heads: LinearHeads, prob_female: np.ndarray
+               ) -> np.ndarray:
+    """N×h×w class activation maps of the predicted gender (female where `prob_female` ≥ ½)."""
+    towards = np.where(np.asarray(prob_female) >= 0.5, 1.0, -1.0)
+    maps = np.einsum("f,nfhw->nhw", heads.gender_weight, feature_map) * towards[:, None, None]
+    return _scaled(maps)
+
+
+def age_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
+    """N×h×w Grad-CAM of the expected age, from the softmax's closed-form gradient."""
+    pooled = feature_map.mean(axis=(2, 3), dtype=np.float64)
+    logits = (pooled @ heads.age_weight.T + heads.age_bias) / heads.age_temperature
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    expected = probs @ heads.age_bins
+    gradient = (probs * (heads.age_bins - expected[:, None])) @ heads.age_weight
+    gradient /= heads.age_temperature
+    return _scaled(np.einsum("nf,nfhw->nhw", gradient, feature_map))
+
+
+def _scaled(maps: np.ndarray) -> np.ndarray:
+    """ReLU, then each map divided by its maximum (an all-zero map stays zero)."""
+    maps = np.maximum(maps, 0.0)
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    return (maps / np.where(peaks > 0, peaks, 1.0)).astype(np.float32)
