@@ -114,16 +114,20 @@ class OnnxBackend:
         outputs = {output.name for output in self.session.get_outputs()}
         return ONNX_FEATURE_OUTPUT in outputs and META_HEADS in self.metadata
 
+    def require_feature_map(self) -> None:
+        """Raise, saying what to do, if the file cannot give class activation maps."""
+        if not self.has_feature_map:
+            raise ValueError(f"{self.path}: this ONNX model has no feature-map output; re-export "
+                             "it with `agegender export CHECKPOINT.pt` (models with linear heads "
+                             "over pooled features), or explain the .pt checkpoint (Grad-CAM)")
+
     def predict(self, faces: np.ndarray) -> FacePredictions:
         outputs = self._run(faces, ONNX_OUTPUTS)
         return FacePredictions(*(output.astype(np.float32) for output in outputs))
 
     def predict_with_feature_map(self, faces: np.ndarray) -> tuple[FacePredictions, np.ndarray]:
         """`predict`'s outputs and the last feature map of each face (N×F×h×w float32)."""
-        if not self.has_feature_map:
-            raise ValueError(f"{self.path}: this ONNX model has no feature-map output; re-export "
-                             "it with `agegender export CHECKPOINT.pt` (models with linear heads "
-                             "over pooled features), or explain the .pt checkpoint (Grad-CAM)")
+        self.require_feature_map()
         *outputs, feature_map = self._run(faces, (*ONNX_OUTPUTS, ONNX_FEATURE_OUTPUT))
         return (FacePredictions(*(output.astype(np.float32) for output in outputs)),
                 feature_map.astype(np.float32))

@@ -62,12 +62,11 @@ class LinearHeads:
                    float(values["age_temperature"]))
 
 
-def gender_cam(feature_map: np.ndarray, heads: LinearHeads, prob_female: np.ndarray
-               ) -> np.ndarray:
-    """N×h×w class activation maps of the predicted gender (female where `prob_female` ≥ ½)."""
-    towards = np.where(np.asarray(prob_female) >= 0.5, 1.0, -1.0)
-    maps = np.einsum("f,nfhw->nhw", heads.gender_weight, feature_map) * towards[:, None, None]
-    return _scaled(maps)
+def gender_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
+    """N×h×w class activation maps of the gender this feature map predicts."""
+    per_location = np.einsum("f,nfhw->nhw", heads.gender_weight, feature_map)
+    logit = per_location.mean(axis=(1, 2)) + heads.gender_bias
+    return _scaled(per_location * np.where(logit >= 0, 1.0, -1.0)[:, None, None])
 
 
 def age_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:

@@ -1,0 +1,200 @@
+"""Activation-map panels: for each face, where in the face the gender and age answers come from.
+
+An exported model with a feature-map output is explained with numpy (`inference.cam`), so this
+runs in the plain install; a `.pt` checkpoint with Grad-CAM (`models.gradcam`, needs torch).
+Maps are always computed on the face itself, never averaged with its mirror image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from agegender.data.records import GENDER_NAMES
+from agegender.faces.align import CANONICAL_TEMPLATE, similarity_transform
+from agegender.inference.backends import META_HEADS, FacePredictions, ModelBackend, OnnxBackend
+from agegender.inference.cam import LinearHeads, age_cam, gender_cam
+from agegender.inference.predictor import FoundFace
+from agegender.preprocessing import Preprocessing
+
+TILE = 224
+"""Side in pixels of each picture in a panel."""
+
+CAPTION_HEIGHT = 64
+OVERLAY_OPACITY = 0.5
+NO_FLIP_NOTE = "maps computed without flip averaging"
+
+# An inferno-like colour ramp (dark → bright), so the maps need no plotting library.
+_RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
+                 dtype=np.float64)
+
+
+class Explainer(Protocol):
+    backend: ModelBackend
+    preprocessing: Preprocessing
+    methods: tuple[str, str]
+    """How the gender and the age maps are made, in words for the panel."""
+
+    def explain(self, crops: np.ndarray) -> tuple[FacePredictions, np.ndarray, np.ndarray]:
+        """Predictions, gender maps and age maps (N×h×w in [0, 1]) of N canonical crops."""
+        ...
+
+
+class OnnxExplainer:
+    """Class activation maps of an exported model from its feature-map output (numpy only)."""
+
+    def __init__(self, backend: OnnxBackend):
+        backend.require_feature_map()
+        self.backend = backend
+        self.preprocessing = backend.preprocessing
+        self.heads = LinearHeads.from_json(backend.metadata[META_HEADS])
+        self.methods = ("class activation map", "Grad-CAM (closed form)")
+
+    def explain(self, crops: np.ndarray) -> tuple[FacePredictions, np.ndarray, np.ndarray]:
+        predictions, feature_map = self.backend.predict_with_feature_map(crops)
+        return predictions, gender_cam(feature_map, self.heads), age_cam(feature_map, self.heads)
+
+
+def load_explainer(path: Path | str) -> Explainer:
+    """The explainer for a model file: numpy CAM for .onnx, Grad-CAM (torch) for .pt."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    if path.suffix in (".pt", ".pth", ".ckpt"):
+        from agegender.models.gradcam import GradCamExplainer
+
+        return GradCamExplainer(path)
+    return OnnxExplainer(OnnxBackend(path))
+
+
+@dataclass(frozen=True)
+class FaceExplanation:
+    """One face's crop, maps (h×w in [0, 1]) and prediction, and the image → crop transform."""
+
+    crop: np.ndarray
+    gender_map: np.ndarray
+    age_map: np.ndarray
+    age: float
+    age_low: float
+    age_high: float
+    prob_female: float
+    to_crop: np.ndarray
+
+
+def explain_faces(explainer: Explainer, image: np.ndarray, faces: list[FoundFace]
+                  ) -> list[FaceExplanation]:
+    """Maps and predictions of the faces found in `image`."""
+    if not faces:
+        return []
+    predictions, gender_maps, age_maps = explainer.explain(np.stack([f.crop for f in faces]))
+    size = explainer.preprocessing.size
+    return [FaceExplanation(face.crop, gender_maps[i], age_maps[i], float(predictions.age[i]),
+                            float(predictions.age_low[i]), float(predictions.age_high[i]),
+                            float(predictions.prob_female[i]),
+                            _image_to_crop(face, image.shape, size, explainer.preprocessing))
+            for i, face in enumerate(faces)]
+
+
+def _image_to_crop(face: FoundFace, shape: tuple[int, ...], size: int, prep: Preprocessing
+                   ) -> np.ndarray:
+    """2×3 affine map from image pixels to crop pixels: the alignment for a detected face,
+    a plain resize for an image taken whole."""
+    if prep.align and face.landmarks is not None:
+        return similarity_transform(face.landmarks, CANONICAL_TEMPLATE * size)
+    height, width = shape[:2]
+    return np.array([[size / width, 0.0, 0.0], [0.0, size / height, 0.0]])
+
+
+def colourise(heat: np.ndarray) -> np.ndarray:
+    """H×W values in [0, 1] → H×W×3 uint8 colours of the ramp."""
+    positions = np.linspace(0.0, 1.0, len(_RAMP))
+    channels = [np.interp(np.clip(heat, 0, 1), positions, _RAMP[:, c]) for c in range(3)]
+    return np.stack(channels, axis=-1).astype(np.uint8)
+
+
+def overlay(picture: np.ndarray, heat: np.ndarray, coverage: np.ndarray | None = None
+            ) -> np.ndarray:
+    """The heat map blended over an RGB picture of the same size (only where `coverage`)."""
+    opacity = OVERLAY_OPACITY * (np.ones(heat.shape) if coverage is None else coverage)
+    blended = picture * (1 - opacity[..., None]) + colourise(heat) * opacity[..., None]
+    return blended.astype(np.uint8)
+
+
+def _resized_map(heat: np.ndarray, side: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(heat.astype(np.float32), "F")
+                      .resize((side, side), Image.Resampling.BILINEAR))
+
+
+def _photo_tiles(image: np.ndarray, face: FaceExplanation, crop_size: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The photo around the face (a TILE² view in image coordinates) with each map warped
+    from the crop back onto it."""
+    crop_to_image = np.linalg.inv(np.vstack((face.to_crop, [0.0, 0.0, 1.0])))
+    corners = np.array([[0, 0, 1], [crop_size, crop_size, 1], [0, crop_size, 1],
+                        [crop_size, 0, 1]], dtype=np.float64) @ crop_to_image.T
+    centre = corners[:, :2].mean(0)
+    half = 0.75 * np.ptp(corners[:, :2], axis=0).max()
+    scale = 2 * half / TILE
+    # tile pixel → image pixel, and tile pixel → crop pixel (PIL's inverse affine data)
+    tile_to_image = np.array([[scale, 0, centre[0] - half], [0, scale, centre[1] - half],
+                              [0, 0, 1]])
+    tile_to_crop = np.vstack((face.to_crop, [0, 0, 1])) @ tile_to_image
+    photo = np.asarray(Image.fromarray(image).convert("RGB").transform(
+        (TILE, TILE), Image.Transform.AFFINE, tuple(tile_to_image[:2].ravel()),
+        resample=Image.Resampling.BILINEAR))
+    inside = np.asarray(Image.fromarray(np.ones((crop_size, crop_size), np.float32), "F")
+                        .transform((TILE, TILE), Image.Transform.AFFINE,
+                                   tuple(tile_to_crop[:2].ravel()),
+                                   resample=Image.Resampling.BILINEAR))
+    tiles = []
+    for heat in (face.gender_map, face.age_map):
+        warped = np.asarray(Image.fromarray(_resized_map(heat, crop_size), "F").transform(
+            (TILE, TILE), Image.Transform.AFFINE, tuple(tile_to_crop[:2].ravel()),
+            resample=Image.Resampling.BILINEAR))
+        tiles.append(overlay(photo, warped, inside))
+    return tiles[0], tiles[1]
+
+
+def describe(face: FaceExplanation) -> str:
+    """The prediction in words, as the panel's caption states it."""
+    female = face.prob_female >= 0.5
+    gender = GENDER_NAMES[int(female)]
+    probability = face.prob_female if female else 1 - face.prob_female
+    interval = (f" (80 %: {face.age_low:.0f} to {face.age_high:.0f})"
+                if np.isfinite(face.age_low) else "")
+    return f"age {face.age:.1f}{interval} · {gender} {probability:.2f}"
+
+
+def render_panel(image: np.ndarray, face: FaceExplanation, methods: tuple[str, str], title: str,
+                 pictures: Sequence[int] = (0, 1, 2, 3, 4)) -> Image.Image:
+    """A row of pictures above a caption with the prediction and how the maps were made.
+
+    `pictures` picks from: the crop, the gender and age maps on the crop, both on the photo."""
+    crop_size = face.crop.shape[0]
+    crop = np.asarray(Image.fromarray(face.crop.squeeze()).convert("RGB")
+                      .resize((TILE, TILE), Image.Resampling.BILINEAR))
+    gender_photo, age_photo = _photo_tiles(image, face, crop_size)
+    tiles = [("aligned crop", crop),
+             ("gender map", overlay(crop, _resized_map(face.gender_map, TILE))),
+             ("age map", overlay(crop, _resized_map(face.age_map, TILE))),
+             ("gender map, photo", gender_photo), ("age map, photo", age_photo)]
+    tiles = [tiles[index] for index in pictures]
+    label_height = 18
+    panel = Image.new("RGB", (max(TILE * len(tiles), 5 * TILE),
+                              TILE + label_height + CAPTION_HEIGHT), "white")
+    draw = ImageDraw.Draw(panel)
+    font = ImageFont.load_default(14)
+    for index, (label, tile) in enumerate(tiles):
+        panel.paste(Image.fromarray(tile), (index * TILE, label_height))
+        draw.text((index * TILE + 4, 1), label, fill="black", font=font)
+    caption = [f"{title}: {describe(face)}",
+               f"gender: {methods[0]} toward the predicted gender; age: {methods[1]} of the "
+               f"expected age (toward older); {NO_FLIP_NOTE}"]
+    for line, text in enumerate(caption):
+        draw.text((4, TILE + label_height + 6 + 20 * line), text, fill="black", font=font)
+    return panel
