@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agegender.cli import explain
+from agegender.cli import compare, explain
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, required=True, help="checkpoint (.pt) or .onnx")
     evaluate.add_argument("--report", type=Path, required=True, help="report folder")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    evaluate.add_argument("--run-dir", type=Path,
+                          help="the model's training run folder, for the report's training "
+                               "curves (default: the checkpoint's folder)")
 
     predict = commands.add_parser("predict", help="age and gender of the faces in images")
     predict.add_argument("paths", nargs="+",
@@ -100,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("checkpoint", type=Path, help="the old checkpoint (.pt)")
     convert.add_argument("--output", type=Path, required=True, help="the converted .pt")
     explain.add_parser(commands)
+    compare.add_parser(commands)
     return parser
 
 
@@ -171,8 +175,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate_model(args.data, args.model, args.report, split=args.split,
                              split_file=args.split_file, limit=args.limit,
-                             cache_dir=args.cache_dir)
-    print(_headline(metrics, f"{args.report}/"))
+                             cache_dir=args.cache_dir, run_dir=args.run_dir)
+    print(_headline(metrics, f"{args.report}/report.html"))
     return EXIT_OK
 
 
@@ -248,7 +252,8 @@ def _headline(metrics: dict, where: str) -> str:
 
 
 COMMANDS = {"train": _train, "calibrate": _calibrate, "evaluate": _evaluate, "predict": _predict,
-            "export": _export, "convert-checkpoint": _convert_checkpoint, "explain": explain.run}
+            "export": _export, "convert-checkpoint": _convert_checkpoint, "explain": explain.run,
+            "compare": compare.run}
 
 
 def main(argv: list[str] | None = None) -> int:

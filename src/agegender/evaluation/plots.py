@@ -182,6 +182,73 @@ def plot_mae_by_group(age_metrics_dict: dict, out_png: Path | str) -> None:
     _save(figure, out_png)
 
 
+def plot_groups(groups: dict[str, dict], title: str, out_png: Path | str) -> None:
+    """Per group (from `groups.fairness_by_group`): age MAE and bias, and gender accuracy with
+    the recall of women and of men, side by side, so the worst-served group stands out."""
+    names = list(groups)
+    positions = np.arange(len(names))
+    figure = _new_figure(max(7.0, 1.1 * len(names) + 3), 3.8)
+    age_axes, gender_axes = figure.subplots(1, 2)
+    for offset, (key, label) in zip((-0.2, 0.2), (("age_mae", "MAE"), ("age_bias", "bias")),
+                                    strict=True):
+        age_axes.bar(positions + offset, [_or_nan(groups[n][key]) for n in names], 0.4,
+                     label=label)
+    age_axes.axhline(0, color="k", linewidth=0.8)
+    age_axes.set_title(f"Age by {title}: MAE and bias (years)")
+    for offset, (key, label) in zip((-0.27, 0, 0.27), (("gender_accuracy", "accuracy"),
+                                                      ("female_recall", "recall (women)"),
+                                                      ("male_recall", "recall (men)")),
+                                    strict=True):
+        gender_axes.bar(positions + offset, [_or_nan(groups[n][key]) for n in names], 0.27,
+                        label=label)
+    gender_axes.set_ylim(0, 1.05)
+    gender_axes.set_title(f"Gender by {title}")
+    for axes in (age_axes, gender_axes):
+        axes.set_xticks(positions, [f"{n}\nn={groups[n]['n']}" for n in names], fontsize=7)
+        axes.legend(fontsize=7)
+        axes.grid(axis="y", alpha=0.3)
+    _save(figure, out_png)
+
+
+def plot_reliability(bins: list[dict], ece: float | None, out_png: Path | str) -> None:
+    """Reliability diagram of the gender decision: accuracy against confidence per bin."""
+    figure = _new_figure(4.5, 4.2)
+    axes = figure.add_subplot()
+    axes.plot([0.5, 1], [0.5, 1], color="gray", linestyle="--", linewidth=1, label="calibrated")
+    if bins:
+        axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
+                  label="model")
+        for b in bins:
+            axes.annotate(f"{b['n']}", (b["confidence"], b["accuracy"]), fontsize=6,
+                          textcoords="offset points", xytext=(3, -9))
+    axes.set_xlabel("confidence of the predicted gender")
+    axes.set_ylabel("accuracy")
+    axes.set_title("Gender reliability" + ("" if ece is None else f" (ECE {ece:.3f})"))
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    _save(figure, out_png)
+
+
+def plot_interval_coverage(groups: dict[str, dict], target: float, out_png: Path | str) -> None:
+    """Share of true ages inside the predicted interval, per age group, against its target."""
+    names = [n for n in groups if groups[n]["interval_coverage"] is not None]
+    figure = _new_figure(7, 3.6)
+    axes = figure.add_subplot()
+    if names:
+        axes.bar(names, [groups[n]["interval_coverage"] for n in names], color="tab:green")
+        axes.axhline(target, color="k", linestyle="--", linewidth=1, label=f"target {target:.0%}")
+        axes.legend()
+    else:
+        _mark_no_data(axes)
+    axes.set_ylim(0, 1.05)
+    axes.set_title("Age interval coverage by true age group")
+    _save(figure, out_png)
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def _new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)

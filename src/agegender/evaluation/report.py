@@ -11,6 +11,7 @@ import numpy as np
 
 from agegender.atomic import write_json_atomic
 from agegender.data.records import FEMALE, GENDER_NAMES, RACE_NAMES
+from agegender.evaluation.groups import INTERVAL_TARGET, fairness_by_group, reliability_bins
 from agegender.evaluation.metrics import (
     AGE_GROUP_LABELS,
     GENDER_THRESHOLD,
@@ -23,11 +24,17 @@ from agegender.evaluation.plots import (
     plot_age_scatter,
     plot_confusion_matrix,
     plot_error_histogram,
+    plot_groups,
+    plot_interval_coverage,
     plot_mae_by_group,
     plot_prediction_grid,
+    plot_reliability,
 )
+from agegender.inference.explain import Explainer, worst_faces_sheet
 
 WORST_AGE_ERRORS = 50
+WORST_FACES_SHOWN = 24
+GROUPING_TITLES = {"age_group": "age group", "gender": "gender", "race": "race"}
 
 
 @dataclass
@@ -74,12 +81,15 @@ class EvalPredictions:
 
 
 def write_report(
-    predictions: EvalPredictions, report_dir: Path | str, grid_size: int = 25, seed: int = 0
+    predictions: EvalPredictions, report_dir: Path | str, grid_size: int = 25, seed: int = 0,
+    explainer: Explainer | None = None,
 ) -> dict:
     """Write metrics.json, per-image and error-analysis CSVs and plots; return the metrics.
 
     Sections (and their plots) whose labels are all missing are left out, so a gender-only
     dataset yields a gender-only report. The grid shows a `seed`-reproducible random sample.
+    With an `explainer`, worst_faces.png shows the largest age errors with their activation
+    maps (without one, the faces alone).
     """
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,9 +108,41 @@ def write_report(
         plot_mae_by_group(metrics["age"], out / "mae_by_age_group.png")
     if "gender" in metrics:
         plot_confusion_matrix(metrics["gender"]["confusion"], out / "confusion_matrix.png")
+    _plot_fairness(metrics, out)
     if predictions.images is not None and grid_size > 0 and len(predictions.sources):
         _plot_sample_grid(predictions, out / "prediction_grid.png", grid_size, seed)
+    if predictions.images is not None and "age" in metrics:
+        _draw_worst_faces(predictions, explainer, out / "worst_faces.png")
     return metrics
+
+
+def _plot_fairness(metrics: dict, out: Path) -> None:
+    """One figure per grouping, the gender reliability diagram and the interval coverage."""
+    groups = metrics["fairness"]["groups"]
+    for grouping, figures in groups.items():
+        plot_groups(figures, GROUPING_TITLES[grouping], out / f"groups_{grouping}.png")
+    if "gender" in metrics:
+        plot_reliability(metrics["gender_reliability"], metrics["gender"]["ece"],
+                         out / "gender_reliability.png")
+    if "age_group" in groups and metrics.get("age", {}).get("interval_coverage") is not None:
+        plot_interval_coverage(groups["age_group"], INTERVAL_TARGET,
+                               out / "interval_coverage_by_age_group.png")
+
+
+def _draw_worst_faces(predictions: EvalPredictions, explainer: Explainer | None,
+                      out_png: Path) -> None:
+    p = predictions
+    rows = _worst_age_rows(p)[:WORST_FACES_SHOWN]
+    if len(rows) == 0:
+        return
+    captions = [f"true {_cell(p.age_true[r])} {_gender_letter(p.gender_true[r])} / pred "
+                f"{p.age_pred[r]:.0f} {_gender_letter(float(p.prob_female[r] >= 0.5))}"
+                for r in rows]
+    worst_faces_sheet(p.images[rows], captions, explainer).save(out_png, optimize=True)
+
+
+def _gender_letter(code: float) -> str:
+    return "?" if math.isnan(code) else "MF"[int(code)]
 
 
 def compute_report_metrics(predictions: EvalPredictions) -> dict:
@@ -121,6 +163,10 @@ def compute_report_metrics(predictions: EvalPredictions) -> dict:
     if has_age:
         metrics["by_age_group"] = breakdown(age_group_ids(p.age_true), AGE_GROUP_LABELS,
                                             **arrays)
+    metrics["fairness"] = fairness_by_group(p.age_true, p.age_pred, p.gender_true,
+                                            p.prob_female, p.race, p.age_low, p.age_high)
+    if has_gender:
+        metrics["gender_reliability"] = reliability_bins(p.gender_true, p.prob_female)
     metrics["n_images"] = len(p.sources)
     return metrics
 

@@ -198,3 +198,26 @@ def render_panel(image: np.ndarray, face: FaceExplanation, methods: tuple[str, s
     for line, text in enumerate(caption):
         draw.text((4, TILE + label_height + 6 + 20 * line), text, fill="black", font=font)
     return panel
+
+
+def worst_faces_sheet(crops: np.ndarray, captions: Sequence[str],
+                      explainer: Explainer | None, columns: int = 4) -> Image.Image:
+    """A contact sheet of faces, each as crop | gender map | age map (or the crop alone
+    without an explainer), captioned."""
+    side = 112
+    maps = explainer.explain(crops)[1:] if explainer is not None else None
+    cell_width = side * (3 if maps is not None else 1)
+    rows = -(-len(crops) // columns)
+    sheet = Image.new("RGB", (columns * (cell_width + 8), rows * (side + 20)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(12)
+    for index, crop in enumerate(crops):
+        picture = np.asarray(Image.fromarray(crop.squeeze()).convert("RGB")
+                             .resize((side, side), Image.Resampling.BILINEAR))
+        parts = [picture]
+        if maps is not None:
+            parts += [overlay(picture, _resized_map(kind[index], side)) for kind in maps]
+        x, y = index % columns * (cell_width + 8), index // columns * (side + 20)
+        sheet.paste(Image.fromarray(np.hstack(parts)), (x, y))
+        draw.text((x + 2, y + side + 2), captions[index], fill="black", font=font)
+    return sheet
