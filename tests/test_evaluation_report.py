@@ -120,7 +120,8 @@ def test_gender_only_data_omits_age_section(tmp_path: Path) -> None:
     predictions.age_true[:] = NAN
     predictions.race[:] = NAN
     metrics = write_report(predictions, tmp_path)
-    assert set(metrics) == {"gender", "by_gender", "n_images"}
+    assert set(metrics) == {"gender", "by_gender", "n_images", "fairness", "gender_reliability"}
+    assert set(metrics["fairness"]["groups"]) == {"gender"}
     assert all(group["age_mae"] is None for group in metrics["by_gender"].values())
     assert (tmp_path / "confusion_matrix.png").exists()
     assert not (tmp_path / "age_scatter.png").exists()

@@ -18,10 +18,12 @@ from agegender.evaluation.groups import GROUP_FIGURES, goodness
 from agegender.evaluation.html_report import FIGURE_TITLES, STYLE, fmt
 
 OVERALL_FIGURES = (
-    ("age MAE", ("mae",), "lower"), ("age RMSE", ("rmse",), "lower"),
-    ("CS@5", ("cs5",), "higher"), ("interval coverage", ("interval_coverage",), "target"),
-    ("gender accuracy", ("gender_acc",), "higher"), ("gender macro F1", ("gender_f1",), "higher"),
-    ("gender ROC-AUC", ("gender_auc",), "higher"), ("gender ECE", ("gender_ece",), "lower"),
+    ("age MAE", ("age", "mae"), "lower"), ("age RMSE", ("age", "rmse"), "lower"),
+    ("CS@5", ("age", "cs5"), "higher"),
+    ("interval coverage", ("age", "interval_coverage"), "target"),
+    ("gender accuracy", ("gender", "accuracy"), "higher"),
+    ("gender macro F1", ("gender", "macro_f1"), "higher"),
+    ("gender ROC-AUC", ("gender", "roc_auc"), "higher"), ("gender ECE", ("gender", "ece"), "lower"),
     ("recall (women)", ("gender", "per_class", "female", "recall"), "higher"),
     ("recall (men)", ("gender", "per_class", "male", "recall"), "higher"),
     ("precision (women)", ("gender", "per_class", "female", "precision"), "higher"),
@@ -85,9 +87,12 @@ def compared_rows(reports: list[dict]) -> list[ComparedRow]:
 
 
 def report_names(folders: list[Path], reports: list[dict]) -> list[str]:
-    """Column names: each folder's name with the model it evaluated."""
-    return [f"{Path(folder).name} ({metrics.get('provenance', {}).get('model', '?')})"
-            for folder, metrics in zip(folders, reports, strict=True)]
+    """Column names: each folder's name, with the model it evaluated when the report says."""
+    names = []
+    for folder, metrics in zip(folders, reports, strict=True):
+        model = metrics.get("provenance", {}).get("model")
+        names.append(f"{Path(folder).name} ({model})" if model else Path(folder).name)
+    return names
 
 
 def write_comparison(folders: list[Path], output: Path) -> tuple[Path, Path]:
