@@ -144,3 +144,14 @@ def test_a_checkpoint_is_explained_with_grad_cam(tmp_path):
     assert gender.shape == age.shape == (3, 4, 4)
     assert predictions.age.shape == (3,)
     assert np.all((gender >= 0) & (gender <= 1))
+
+
+def test_the_bundled_model_exposes_its_feature_map_for_explain():
+    from agegender.inference.predictor import bundled_model_path
+
+    backend = OnnxBackend(bundled_model_path(), threads=1)
+    assert backend.has_feature_map
+    faces = synthetic_faces(2, backend.preprocessing.size).images
+    predictions, feature_map = backend.predict_with_feature_map(faces)
+    np.testing.assert_array_equal(predictions.age, backend.predict(faces).age)
+    assert feature_map.shape[:2] == (2, 1280)
