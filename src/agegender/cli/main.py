@@ -1,4 +1,5 @@
-"""`agegender` command line: train, calibrate, evaluate, predict, export, convert-checkpoint.
+"""`agegender` command line: train, calibrate, evaluate, predict, export, convert-checkpoint,
+explain, compare.
 
 Thin: parsing here, work in the packages.
 """

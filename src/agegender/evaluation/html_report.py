@@ -50,19 +50,19 @@ def _image(path: Path, alt: str) -> str:
 
 def _table(header: list[str], rows: list[list[str]], row_class: dict[int, str] | None = None
            ) -> str:
-    head = "".join(f"<th>{cell}</th>" for cell in header)
+    head = "".join(f"<th>{cell}</th>" for cell in header) if header else ""
     body = "".join(
         f'<tr class="{(row_class or {}).get(index, "")}">'
         + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
         for index, row in enumerate(rows))
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
 
 
 def _provenance(metrics: dict) -> str:
     provenance = metrics.get("provenance", {})
     rows = [[html.escape(key.replace("_", " ")), fmt(value)] for key, value in provenance.items()]
     rows.append(["images", fmt(metrics.get("n_images"))])
-    return _table(["", ""], rows)
+    return _table([], rows)
 
 
 def _overall(metrics: dict, folder: Path) -> str:
