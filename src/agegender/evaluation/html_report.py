@@ -136,11 +136,13 @@ def _calibration(metrics: dict, folder: Path) -> str:
 
 
 def _errors(folder: Path) -> str:
+    worst = _image(folder / "worst_faces.png", "worst faces")
+    if worst:
+        worst = ("<h3>The 24 largest age errors</h3><p>Each face: its crop, then its gender "
+                 "and age maps when the model gives them (without flip averaging).</p>" + worst)
     return (_image(folder / "age_scatter.png", "predicted vs true age")
             + _image(folder / "age_error_histogram.png", "age error histogram")
-            + "<h3>The 24 largest age errors, with their activation maps</h3>"
-            + "<p>Each face: crop, gender map, age map (maps without flip averaging).</p>"
-            + _image(folder / "worst_faces.png", "worst faces"))
+            + worst) or "<p>No age labels: no age errors to show.</p>"
 
 
 def _training(folder: Path) -> str:
