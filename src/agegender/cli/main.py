@@ -1,4 +1,5 @@
-"""`agegender` command line: train, calibrate, evaluate, predict, export, convert-checkpoint.
+"""`agegender` command line: train, calibrate, evaluate, predict, export, convert-checkpoint,
+serve.
 
 Thin: parsing here, work in the packages.
 """
@@ -10,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from agegender.cli import serve
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
              "trusting its pickled objects: only for files from a source you trust)")
     convert.add_argument("checkpoint", type=Path, help="the old checkpoint (.pt)")
     convert.add_argument("--output", type=Path, required=True, help="the converted .pt")
+    serve.add_parser(commands)
     return parser
 
 
@@ -246,7 +249,7 @@ def _headline(metrics: dict, where: str) -> str:
 
 
 COMMANDS = {"train": _train, "calibrate": _calibrate, "evaluate": _evaluate, "predict": _predict,
-            "export": _export, "convert-checkpoint": _convert_checkpoint}
+            "export": _export, "convert-checkpoint": _convert_checkpoint, "serve": serve.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,11 +75,13 @@ def bundled_model_path() -> Path:
 
 @dataclass(frozen=True)
 class FoundFace:
-    """One face to predict: its canonical crop and where it was found (box x, y, w, h)."""
+    """One face to predict: its canonical crop and where it was found (box x, y, w, h, and
+    the detector's 5 points; None when the whole image was taken as the face)."""
 
     crop: np.ndarray
     box: tuple[float, float, float, float]
     score: float | None
+    landmarks: np.ndarray | None = None
 
 
 @dataclass
@@ -157,7 +159,8 @@ class Predictor:
         detections = detector.detect(image) if detector is not None else []
         if detections:
             return [FoundFace(canonical_crop(image, self.preprocessing, detection),
-                              detection.box, detection.score) for detection in detections]
+                              detection.box, detection.score, detection.landmarks)
+                    for detection in detections]
         if detector is None or max(height, width) <= CROP_FALLBACK_MAX_SIDE:
             return [FoundFace(canonical_crop(image, self.preprocessing, None),
                               (0.0, 0.0, float(width), float(height)), None)]
