@@ -7,10 +7,11 @@ import asyncio
 import base64
 import io
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from agegender.serving.metrics import ServerMetrics
 from agegender.serving.settings import ServeSettings
 
 LANDMARK_DIGITS = 1
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,11 +57,13 @@ class InferenceService:
     does not belong to one asyncio loop.
     """
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, predictor: Predictor | None = None) -> None:
+        """`predictor`: one already loaded (shared by tests); default: built by `load` from
+        `settings.model`."""
         self.settings = settings
         self.model_path = Path(settings.model) if settings.model else bundled_model_path()
         self.metrics = ServerMetrics(queue_depth=lambda: self._admitted)
-        self.predictor: Predictor | None = None
+        self.predictor = predictor
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="agegender-detect")
         self._batcher: MicroBatcher | None = None
         self._lock = threading.Lock()
@@ -76,17 +80,23 @@ class InferenceService:
         with self._lock:
             if self.ready:
                 return
-            backend = (OnnxBackend(self.model_path, threads=self.settings.model_threads,
-                                   spinning=False)
-                       if self.model_path.suffix == ".onnx" else load_backend(self.model_path))
-            detector = FaceDetector(threads=1) if backend.preprocessing.align else None
-            self.predictor = Predictor(backend, batch_size=self.settings.max_batch,
-                                       detector=detector)
+            if self.predictor is None:
+                self.predictor = self._build_predictor()
             self._batcher = MicroBatcher(
                 self.predictor.predict_crops, self.settings.max_batch,
                 self.settings.batch_wait_ms / 1000, expecting_more=lambda: self._detecting > 0,
                 on_batch=self.metrics.model_batch.observe)
             self._loaded.set()
+
+    def _build_predictor(self) -> Predictor:
+        """The CLI's predictor, its onnxruntime threads sized for serving: the detector on one
+        thread per worker (each worker detects on its own core), the model on
+        `model_threads`."""
+        backend = (OnnxBackend(self.model_path, threads=self.settings.model_threads,
+                               spinning=False)
+                   if self.model_path.suffix == ".onnx" else load_backend(self.model_path))
+        detector = FaceDetector(threads=1) if backend.preprocessing.align else None
+        return Predictor(backend, batch_size=self.settings.max_batch, detector=detector)
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -95,7 +105,7 @@ class InferenceService:
 
     async def predict(self, data: bytes, annotate: bool = False) -> Prediction:
         """The faces in one uploaded image (`ApiError` for anything the client must fix)."""
-        return await self._admit(self._predict(data, annotate))
+        return await self._admit(lambda: self._predict(data, annotate))
 
     async def predict_many(self, uploads: list[tuple[str, bytes]]) -> list[dict]:
         """One entry per upload, in order: its prediction or its error (the others still
@@ -106,10 +116,11 @@ class InferenceService:
             except ApiError as error:
                 return {"file": name, **error.body()}
 
-        return await self._admit(asyncio.gather(*(one(name, data) for name, data in uploads)))
+        return await self._admit(
+            lambda: asyncio.gather(*(one(name, data) for name, data in uploads)))
 
-    async def _admit(self, work: Awaitable):
-        """Run `work` within the request timeout, if the queue has room (else 503). The slot is
+    async def _admit(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work()` within the request timeout, if the queue has room (else 503). The slot is
         held until the work really ends, also past a timeout, so the queue depth stays true."""
         if not self.ready:
             raise ApiError(503, "not_ready", "the models are still loading",
@@ -123,7 +134,7 @@ class InferenceService:
             raise ApiError(503, "queue_full", f"the server is busy ({self.settings.max_queue} "
                            "requests in progress); retry later",
                            {"Retry-After": str(self.settings.retry_after_s)})
-        task = asyncio.ensure_future(work)
+        task = asyncio.ensure_future(work())
         task.add_done_callback(self._release)
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.settings.request_timeout_s)
