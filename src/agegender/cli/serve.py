@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     service = InferenceService(settings)
     service.load()  # a bad --model stops here, before the port opens
     log.info("serving %s on http://%s:%d/", service.model_path.name, args.host, args.port)
-    uvicorn.run(create_app(settings, service), host=args.host, port=args.port,
-                log_level="warning")
+    try:
+        uvicorn.run(create_app(settings, service), host=args.host, port=args.port,
+                    log_level="warning")
+    finally:
+        service.close()
     return 0

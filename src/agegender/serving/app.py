@@ -51,8 +51,9 @@ ERRORS = {status: {"model": ErrorBody, "description": description} for status, d
 def create_app(settings: ServeSettings | None = None,
                service: InferenceService | None = None) -> FastAPI:
     """The application; `service` (default: one built from `settings`) is loaded at start-up
-    unless it already is."""
+    unless it already is. A service passed in stays open at shutdown: its owner closes it."""
     settings = settings or ServeSettings()
+    owned = service is None
     service = service or InferenceService(settings)
 
     @asynccontextmanager
@@ -61,7 +62,8 @@ def create_app(settings: ServeSettings | None = None,
         yield
         if not loading.done():
             loading.cancel()
-        service.close()
+        if owned:
+            service.close()
 
     app = FastAPI(title="agegender", version=_version(), lifespan=lifespan,
                   description="Age and gender of the faces in a photo: the `agegender predict` "
