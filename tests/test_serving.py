@@ -283,3 +283,25 @@ def test_micro_batcher_serves_concurrent_callers_in_one_call():
     assert time.monotonic() - started < 4  # alone, a request does not wait for company
     batcher.close()
     alone.close()
+
+
+def test_a_30_mb_upload_gets_413_under_the_default_limit(client):
+    assert ServeSettings().max_upload_bytes < 30 * 2**20
+    big = _photo() + b"\0" * (30 * 2**20)
+    for response in (client.post("/v1/predict", content=big),
+                     client.post("/v1/predict", files={"image": ("big.jpg", big)})):
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "upload_too_large"
+
+
+@pytest.mark.archive
+def test_the_api_equals_the_cli_on_utkface_and_lfw_photos():
+    from benchmarks.serve_agreement import ARCHIVES, compare
+
+    missing = [str(path) for path in ARCHIVES.values() if not path.is_file()]
+    if missing:
+        pytest.skip(f"not found: {missing}")
+    results = compare(photos_per_set=3)
+    assert results["photos"] == 6
+    assert results["differing"] == {}
+    assert results["faces_api"] == results["faces_cli"] >= 6
