@@ -305,3 +305,21 @@ def test_the_api_equals_the_cli_on_utkface_and_lfw_photos():
     assert results["photos"] == 6
     assert results["differing"] == {}
     assert results["faces_api"] == results["faces_cli"] >= 6
+
+
+class _BrokenPredictor(Predictor):
+    def __init__(self, predictor: Predictor) -> None:
+        self.__dict__.update(predictor.__dict__)
+
+    def find_faces(self, image, detector=None):
+        raise RuntimeError("a bug, not bad input")
+
+
+def test_a_server_fault_is_a_json_500_and_counted(predictor):
+    service = InferenceService(ServeSettings(), _BrokenPredictor(predictor))
+    service.load()
+    client = TestClient(create_app(service.settings, service), raise_server_exceptions=False)
+    response = client.post("/v1/predict", content=_photo())
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal"
+    assert 'route="/v1/predict",status="500"' in client.get("/metrics").text
