@@ -323,3 +323,23 @@ def test_a_server_fault_is_a_json_500_and_counted(predictor):
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal"
     assert 'route="/v1/predict",status="500"' in client.get("/metrics").text
+
+
+def test_an_upload_that_trickles_in_gets_408(predictor):
+    service = InferenceService(ServeSettings(request_timeout_s=0.3), predictor)
+    service.load()
+    app = create_app(service.settings, service)
+
+    async def trickle():
+        yield _photo()[:100]
+        await asyncio.sleep(3)
+        yield _photo()[100:]
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/v1/predict", content=trickle())
+
+    response = asyncio.run(run())
+    assert response.status_code == 408
+    assert response.json()["error"]["code"] == "body_timeout"

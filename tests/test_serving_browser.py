@@ -95,3 +95,25 @@ def test_upload_on_the_page_shows_the_faces(server, tmp_path):
     assert screenshot.stat().st_size > 10_000
     if os.environ.get("AGEGENDER_SCREENSHOT"):
         shutil.copyfile(screenshot, ROOT / os.environ["AGEGENDER_SCREENSHOT"])
+
+
+def test_a_webcam_photo_is_sent_and_answered(server):
+    """Chromium's fake camera (a test pattern, no face) stands in for a webcam."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        try:
+            page = browser.new_page()
+            page.goto(server)
+            page.click("#camera-start")
+            page.click("#camera-shoot", timeout=15_000)  # shown once the video has a size
+            page.locator("#status", has_text="found.").wait_for(timeout=30_000)
+            status = page.inner_text("#status")
+            camera_hidden = page.is_hidden("#camera")
+            canvas_width = int(page.get_attribute("#canvas", "width"))
+        finally:
+            browser.close()
+    assert status == "0 faces found."
+    assert camera_hidden  # the camera is stopped once the photo is taken
+    assert canvas_width > 0

@@ -45,7 +45,8 @@ BATCH_BODY = {"requestBody": {"required": True, "content": {
         "properties": {"images": {"type": "array",
                                   "items": {"type": "string", "format": "binary"}}}}}}}}
 ERRORS = {status: {"model": ErrorBody, "description": description} for status, description in {
-    400: "malformed request", 413: "upload or image too large",
+    400: "malformed request", 408: "the upload did not arrive in time",
+    413: "upload or image too large",
     415: "not an image (the content is sniffed)", 422: "unreadable image or missing field",
     503: "models loading, or queue full (see Retry-After)", 504: "request timed out"}.items()}
 
@@ -93,7 +94,7 @@ def _add_prediction_routes(app: FastAPI, service: InferenceService,
                              "faces as JSON in the X-Faces header"}, **ERRORS})
     async def predict(request: Request, annotate: bool = False) -> Response:
         """The faces in one image: multipart field `image`, or the raw image as the body."""
-        body = await read_body(request, limit)
+        body = await read_body(request, limit, settings.request_timeout_s)
         uploads = await image_uploads(request, body, "image", limit, settings.max_batch_images)
         if len(uploads) > 1:
             raise ApiError(422, "several_images", "one image per request here; "
@@ -113,7 +114,7 @@ def _add_prediction_routes(app: FastAPI, service: InferenceService,
     async def predict_batch(request: Request) -> Response:
         """The faces in several images (repeated multipart field `images`); an image that
         cannot be read gets its own error entry, the others still answer."""
-        body = await read_body(request, limit)
+        body = await read_body(request, limit, settings.request_timeout_s)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(415, "not_multipart", "send the images as multipart/form-data "
                                                  "fields named 'images'")

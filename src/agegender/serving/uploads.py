@@ -6,6 +6,7 @@ and multipart parts are held in spooled files whose spill threshold is the whole
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.datastructures import UploadFile
@@ -15,8 +16,18 @@ from starlette.requests import Request
 from agegender.serving.errors import ApiError
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it (or its declared length) passes `limit`."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, refused with 413 as soon as it (or its declared length) passes `limit`,
+    and with 408 when it has not arrived within `timeout_s` (a client trickling bytes must not
+    hold a connection forever)."""
+    try:
+        return await asyncio.wait_for(_read(request, limit), timeout_s)
+    except TimeoutError:
+        raise ApiError(408, "body_timeout", f"the upload did not arrive within {timeout_s:g} s"
+                       ) from None
+
+
+async def _read(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

@@ -101,10 +101,14 @@ drop.addEventListener("drop", (event) => pick(event.dataTransfer.files));
 
 function cameraButtons(on) {
   $("camera-start").hidden = on;
-  $("camera-shoot").hidden = !on;
+  $("camera-shoot").hidden = true; // until the video has a size (see "loadedmetadata")
   $("camera-stop").hidden = !on;
   $("camera").hidden = !on;
 }
+
+$("camera").addEventListener("loadedmetadata", () => {
+  $("camera-shoot").hidden = stream === null;
+});
 
 $("camera-start").addEventListener("click", async () => {
   try {
