@@ -261,7 +261,9 @@ def test_page_and_its_assets_are_served_by_the_app(client):
     for asset in ("/static/app.js", "/static/style.css"):
         response = client.get(asset)
         assert response.status_code == 200 and "https://" not in response.text
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "https://" not in docs.text  # Swagger UI: no CDN either
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
 
 

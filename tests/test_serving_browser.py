@@ -117,3 +117,20 @@ def test_a_webcam_photo_is_sent_and_answered(server):
     assert status == "0 faces found."
     assert camera_hidden  # the camera is stopped once the photo is taken
     assert canvas_width > 0
+
+
+def test_the_api_docs_render_offline(server):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda route: route.continue_()
+                       if urlparse(route.request.url).hostname == "127.0.0.1" else route.abort())
+            page.goto(f"{server}/docs")
+            page.locator(".opblock-summary-path", has_text="/v1/predict/batch").wait_for(
+                timeout=30_000)
+            paths = page.locator(".opblock-summary-path").all_inner_texts()
+        finally:
+            browser.close()
+    assert {"/v1/predict", "/v1/predict/batch", "/healthz", "/readyz", "/metrics"} <= {
+        path.strip() for path in paths}

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,9 +69,10 @@ def create_app(settings: ServeSettings | None = None,
         if owned:
             service.close()
 
-    app = FastAPI(title="agegender", version=_version(), lifespan=lifespan,
-                  description="Age and gender of the faces in a photo: the `agegender predict` "
-                              "inference path behind HTTP.")
+    # FastAPIOffline: /docs and /redoc with Swagger UI and ReDoc served by the app, not a CDN
+    app = FastAPIOffline(title="agegender", version=_version(), lifespan=lifespan,
+                         description="Age and gender of the faces in a photo: the "
+                                     "`agegender predict` inference path behind HTTP.")
     app.state.service = service
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
