@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 @dataclass
-class Prediction:
+class Answer:
     """One image's answer: the JSON body, and the annotated PNG when it was asked for."""
 
     body: dict
@@ -103,7 +103,7 @@ class InferenceService:
             self._batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, data: bytes, annotate: bool = False) -> Prediction:
+    async def predict(self, data: bytes, annotate: bool = False) -> Answer:
         """The faces in one uploaded image (`ApiError` for anything the client must fix)."""
         return await self._admit(lambda: self._predict(data, annotate))
 
@@ -148,7 +148,7 @@ class InferenceService:
         if not task.cancelled():
             task.exception()  # retrieved: a timed-out request's late error is not logged
 
-    async def _predict(self, data: bytes, annotate: bool) -> Prediction:
+    async def _predict(self, data: bytes, annotate: bool) -> Answer:
         loop = asyncio.get_running_loop()
         self._count_detecting(+1)  # `_analyse` counts it off once its faces are found
         analysed = await loop.run_in_executor(self._pool, self._analyse, data)
@@ -164,9 +164,9 @@ class InferenceService:
                 "faces": [_face_json(row, face.landmarks)
                           for row, face in zip(rows, analysed.faces, strict=True)]}
         if not annotate:
-            return Prediction(body)
+            return Answer(body)
         png = await loop.run_in_executor(self._pool, _annotated_png, analysed.image, rows)
-        return Prediction(body, png)
+        return Answer(body, png)
 
     def _count_detecting(self, change: int) -> None:
         with self._lock:
