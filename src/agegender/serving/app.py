@@ -25,7 +25,7 @@ from agegender.serving.metrics import ServerMetrics
 from agegender.serving.schemas import BatchPrediction, ErrorBody, Prediction
 from agegender.serving.service import InferenceService, png_data_url
 from agegender.serving.settings import ServeSettings
-from agegender.serving.uploads import image_uploads, read_body
+from agegender.serving.uploads import image_uploads, is_multipart, read_body
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def create_app(settings: ServeSettings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(asyncio.to_thread(service.load))
+        loading = asyncio.create_task(_load(service))
         yield
         if not loading.done():
             loading.cancel()
@@ -84,6 +84,15 @@ def create_app(settings: ServeSettings | None = None,
     _add_status_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _load(service: InferenceService) -> None:
+    """Load the models off the event loop; a failure is logged (`/readyz` stays 503)."""
+    try:
+        await asyncio.to_thread(service.load)
+    except Exception:
+        log.exception("loading the models failed")
+        raise
 
 
 def _add_prediction_routes(app: FastAPI, service: InferenceService,
@@ -117,7 +126,7 @@ def _add_prediction_routes(app: FastAPI, service: InferenceService,
         """The faces in several images (repeated multipart field `images`); an image that
         cannot be read gets its own error entry, the others still answer."""
         body = await read_body(request, limit, settings.request_timeout_s)
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if not is_multipart(request):
             raise ApiError(415, "not_multipart", "send the images as multipart/form-data "
                                                  "fields named 'images'")
         uploads = await image_uploads(request, body, "images", limit, settings.max_batch_images)

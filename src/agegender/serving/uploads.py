@@ -48,7 +48,7 @@ async def image_uploads(request: Request, body: bytes, field: str, limit: int,
     """(name, bytes) of each image: the `field` parts of a multipart/form-data body, or the
     body itself. The Content-Type only says how the body is packed; what each image is, is
     sniffed from its bytes later."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not is_multipart(request):
         return [("body", body)]
     parser = MultiPartParser(request.headers, _once(body), max_files=max_files,
                              max_fields=max_files, max_part_size=limit)
@@ -67,6 +67,10 @@ async def image_uploads(request: Request, body: bytes, field: str, limit: int,
     if not uploads:
         raise ApiError(422, "missing_image", f"the multipart body has no {field!r} field")
     return uploads
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:
