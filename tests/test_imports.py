@@ -69,7 +69,8 @@ def _modules(package: str) -> list[str]:
 
 
 @pytest.mark.parametrize("module", ["agegender"] + [
-    module for package in ("inference", "faces", "evaluation") for module in _modules(package)])
+    module for package in ("inference", "faces", "evaluation", "serving")
+    for module in _modules(package)])
 def test_never_imports_training(module):
     seen = reachable(module)
     training = [name for name in seen if name.split(".")[:2] == ["agegender", "training"]]

@@ -27,6 +27,14 @@ class ImageReadError(ValueError):
         self.reason = reason
 
 
+class NotAnImageError(ImageReadError):
+    """The content is in no image format Pillow knows (sniffed from the bytes, never the name)."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image has more pixels than `MAX_PIXELS` (a possible decompression bomb)."""
+
+
 def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndarray:
     """Return an H×W×3 uint8 RGB array, EXIF orientation applied.
 
@@ -48,19 +56,19 @@ def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndar
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    raise ImageReadError(name, _too_large(image.width, image.height))
+                    raise ImageTooLargeError(name, _too_large(image.width, image.height))
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
     except ImageReadError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageReadError(name, f"image too large, refused as a possible decompression bomb "
+        raise ImageTooLargeError(name, f"image too large, refused as a possible decompression bomb "
                                    f"({error})") from error
     except (OSError, SyntaxError, ValueError) as error:
         reason = str(error) or type(error).__name__
         if "cannot identify image file" in reason:
-            reason = "not an image file"
+            raise NotAnImageError(name, "not an image file") from error
         raise ImageReadError(name, reason) from error
 
 

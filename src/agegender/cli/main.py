@@ -1,5 +1,5 @@
 """`agegender` command line: train, calibrate, evaluate, predict, export, convert-checkpoint,
-explain, compare.
+explain, compare, serve.
 
 Thin: parsing here, work in the packages.
 """
@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agegender.cli import compare, explain
+from agegender.cli import compare, explain, serve
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output", type=Path, required=True, help="the converted .pt")
     explain.add_parser(commands)
     compare.add_parser(commands)
+    serve.add_parser(commands)
     return parser
 
 
@@ -254,7 +255,7 @@ def _headline(metrics: dict, where: str) -> str:
 
 COMMANDS = {"train": _train, "calibrate": _calibrate, "evaluate": _evaluate, "predict": _predict,
             "export": _export, "convert-checkpoint": _convert_checkpoint, "explain": explain.run,
-            "compare": compare.run}
+            "compare": compare.run, "serve": serve.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,48 @@
+"""Shapes of the API's answers, for the OpenAPI document (routes return plain JSON)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Face(BaseModel):
+    box: list[int] = Field(description="x, y, width, height in image pixels")
+    det_score: float | None = Field(description="detector confidence; null when no face was "
+                                                "detected in a small image, taken whole")
+    landmarks: list[list[float]] | None = Field(
+        description="5 points (x, y): eyes, nose tip, mouth corners")
+    age: float
+    age_low: float | None = Field(description="lower end of the 80 % interval")
+    age_high: float | None = Field(description="upper end of the 80 % interval")
+    gender: str = Field(description="female or male")
+    gender_prob: float = Field(description="probability of the stated gender")
+
+
+class Prediction(BaseModel):
+    width: int
+    height: int
+    faces: list[Face]
+    annotated_image: str | None = Field(
+        None, description="with annotate=true: the image with boxes and labels, a PNG data URL")
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class BatchEntry(BaseModel):
+    file: str
+    width: int | None = None
+    height: int | None = None
+    faces: list[Face] | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchPrediction(BaseModel):
+    results: list[BatchEntry]

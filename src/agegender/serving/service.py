@@ -1,0 +1,210 @@
+"""The work behind the routes: admission, decoding and detection in a bounded pool, the model
+through the micro-batcher, results in the CLI's numbers, errors as `ApiError`s."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from agegender.faces.detector import FaceDetector
+from agegender.imageio import ImageReadError, decode_image
+from agegender.inference.annotate import draw_faces
+from agegender.inference.backends import OnnxBackend, load_backend
+from agegender.inference.output import rounded
+from agegender.inference.predictor import (
+    FaceResult,
+    FoundFace,
+    Predictor,
+    bundled_model_path,
+)
+from agegender.serving.batcher import MicroBatcher
+from agegender.serving.errors import ApiError, image_error
+from agegender.serving.metrics import ServerMetrics
+from agegender.serving.settings import ServeSettings
+
+LANDMARK_DIGITS = 1
+T = TypeVar("T")
+
+
+@dataclass
+class Answer:
+    """One image's answer: the JSON body, and the annotated PNG when it was asked for."""
+
+    body: dict
+    annotated_png: bytes | None = None
+
+
+@dataclass
+class _Analysed:
+    image: np.ndarray
+    faces: list[FoundFace]
+    predictions: Future | None
+
+
+class InferenceService:
+    """Loads the predictor once, then answers predictions for any number of event loops.
+
+    Everything shared is thread-based (the pool, the batcher, the counters), so the service
+    does not belong to one asyncio loop.
+    """
+
+    def __init__(self, settings: ServeSettings, predictor: Predictor | None = None) -> None:
+        """`predictor`: one already loaded (shared by tests); default: built by `load` from
+        `settings.model`."""
+        self.settings = settings
+        self.model_path = Path(settings.model) if settings.model else bundled_model_path()
+        self.metrics = ServerMetrics(queue_depth=lambda: self._admitted)
+        self.predictor = predictor
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="agegender-detect")
+        self._batcher: MicroBatcher | None = None
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._detecting = 0
+        self._loaded = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded.is_set()
+
+    def load(self) -> None:
+        """Load the model and the detector (once; later calls return at once)."""
+        with self._lock:
+            if self.ready:
+                return
+            if self.predictor is None:
+                self.predictor = self._build_predictor()
+            self._batcher = MicroBatcher(
+                self.predictor.predict_crops, self.settings.max_batch,
+                self.settings.batch_wait_ms / 1000, expecting_more=lambda: self._detecting > 0,
+                on_batch=self.metrics.model_batch.observe)
+            self._loaded.set()
+
+    def _build_predictor(self) -> Predictor:
+        """The CLI's predictor, its onnxruntime threads sized for serving: the detector on one
+        thread per worker (each worker detects on its own core), the model on
+        `model_threads`."""
+        backend = (OnnxBackend(self.model_path, threads=self.settings.model_threads,
+                               spinning=False)
+                   if self.model_path.suffix == ".onnx" else load_backend(self.model_path))
+        detector = FaceDetector(threads=1) if backend.preprocessing.align else None
+        return Predictor(backend, batch_size=self.settings.max_batch, detector=detector)
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, data: bytes, annotate: bool = False) -> Answer:
+        """The faces in one uploaded image (`ApiError` for anything the client must fix)."""
+        return await self._admit(lambda: self._predict(data, annotate))
+
+    async def predict_many(self, uploads: list[tuple[str, bytes]]) -> list[dict]:
+        """One entry per upload, in order: its prediction or its error (the others still
+        answer)."""
+        async def one(name: str, data: bytes) -> dict:
+            try:
+                return {"file": name, **(await self._predict(data, annotate=False)).body}
+            except ApiError as error:
+                return {"file": name, **error.body()}
+
+        return await self._admit(
+            lambda: asyncio.gather(*(one(name, data) for name, data in uploads)))
+
+    async def _admit(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work()` within the request timeout, if the queue has room (else 503). The slot is
+        held until the work really ends, also past a timeout, so the queue depth stays true."""
+        if not self.ready:
+            raise ApiError(503, "not_ready", "the models are still loading",
+                           {"Retry-After": str(self.settings.retry_after_s)})
+        with self._lock:
+            if self._admitted >= self.settings.max_queue:
+                full = True
+            else:
+                full, self._admitted = False, self._admitted + 1
+        if full:
+            raise ApiError(503, "queue_full", f"the server is busy ({self.settings.max_queue} "
+                           "requests in progress); retry later",
+                           {"Retry-After": str(self.settings.retry_after_s)})
+        task = asyncio.ensure_future(work())
+        task.add_done_callback(self._release)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.request_timeout_s)
+        except TimeoutError:
+            raise ApiError(504, "timeout", "no answer within "
+                           f"{self.settings.request_timeout_s:g} s") from None
+
+    def _release(self, task: asyncio.Future) -> None:
+        with self._lock:
+            self._admitted -= 1
+        if not task.cancelled():
+            task.exception()  # retrieved: a timed-out request's late error is not logged
+
+    async def _predict(self, data: bytes, annotate: bool) -> Answer:
+        loop = asyncio.get_running_loop()
+        self._count_detecting(+1)  # `_analyse` counts it off once its faces are found
+        analysed = await loop.run_in_executor(self._pool, self._analyse, data)
+        predictions = (await asyncio.wrap_future(analysed.predictions)
+                       if analysed.predictions is not None else [])
+        rows = [FaceResult(file="", face=index, x=face.box[0], y=face.box[1], w=face.box[2],
+                           h=face.box[3], det_score=face.score, **prediction)
+                for index, (face, prediction) in enumerate(zip(analysed.faces, predictions,
+                                                               strict=True))]
+        self.metrics.faces.inc(len(rows))
+        height, width = analysed.image.shape[:2]
+        body = {"width": width, "height": height,
+                "faces": [_face_json(row, face.landmarks)
+                          for row, face in zip(rows, analysed.faces, strict=True)]}
+        if not annotate:
+            return Answer(body)
+        png = await loop.run_in_executor(self._pool, _annotated_png, analysed.image, rows)
+        return Answer(body, png)
+
+    def _count_detecting(self, change: int) -> None:
+        with self._lock:
+            self._detecting += change
+
+    def _analyse(self, data: bytes) -> _Analysed:
+        """Decode (content sniffed, pixel cap) and find the faces; their crops go to the
+        batcher from this thread, so the model call can start before the loop sees them."""
+        assert self.predictor is not None and self._batcher is not None
+        try:
+            image = decode_image(data, source="upload")
+            faces = self.predictor.find_faces(image)
+        except ImageReadError as error:
+            raise image_error(error) from None
+        finally:
+            self._count_detecting(-1)  # this request now waits on the model, not the detector
+        predictions = (self._batcher.submit(np.stack([face.crop for face in faces]))
+                       if faces else None)
+        return _Analysed(image, faces, predictions)
+
+
+def _face_json(row: FaceResult, landmarks: np.ndarray | None) -> dict:
+    """A face as the API gives it: the CLI's columns, rounded as its writers round them."""
+    shown = rounded(row.to_dict())
+    points = (None if landmarks is None
+              else [[round(float(x), LANDMARK_DIGITS), round(float(y), LANDMARK_DIGITS)]
+                    for x, y in landmarks])
+    return {"box": [shown["x"], shown["y"], shown["w"], shown["h"]],
+            "det_score": shown["det_score"], "landmarks": points, "age": shown["age"],
+            "age_low": shown["age_low"], "age_high": shown["age_high"],
+            "gender": shown["gender"], "gender_prob": shown["gender_prob"]}
+
+
+def _annotated_png(image: np.ndarray, rows: list[FaceResult]) -> bytes:
+    buffer = io.BytesIO()
+    draw_faces(image, rows).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

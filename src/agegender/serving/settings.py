@@ -1,0 +1,48 @@
+"""The server's configuration, fixed at start-up (a request can change none of it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects CPU affinity, e.g. in containers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits and sizes of `agegender serve`.
+
+    Threads are sized for the machine: `workers` threads decode and detect, each running the
+    detector on one onnxruntime thread of its own, and one more thread runs the model with
+    `model_threads` onnxruntime threads; so a loaded server keeps about `workers` +
+    `model_threads` threads busy instead of every session spreading over all cores at once.
+    """
+
+    model: Path | None = None
+    """The model (.onnx or .pt); None: the bundled one. Never taken from a request."""
+    workers: int = available_cores()
+    """Threads that decode, detect and align (and draw annotated images)."""
+    model_threads: int = 1
+    """onnxruntime intra-op threads of the age/gender model."""
+    max_batch: int = 32
+    """Faces per model call: faces of concurrent requests share a call."""
+    batch_wait_ms: float = 5.0
+    """How long a model call waits for more faces while other requests are still detecting."""
+    max_queue: int = 64
+    """Requests in progress (waiting or running) before a new one gets 503 with Retry-After."""
+    retry_after_s: int = 1
+    """Seconds the 503 answer asks a client to wait."""
+    max_upload_bytes: int = 20 * 1024 * 1024
+    """Largest request body; a larger one gets 413."""
+    max_batch_images: int = 16
+    """Most images in one `/v1/predict/batch` request."""
+    request_timeout_s: float = 30.0
+    """A request not answered in this time gets 504."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the API from a browser (CORS); empty: CORS off."""
