@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shlex
 import shutil
 import socket
@@ -41,8 +42,8 @@ def _free_port() -> str:
         return str(probe.getsockname()[1])
 
 
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -151,3 +152,52 @@ def test_two_launchers_train_as_two_machines(archive: Path, two_process_run: Pat
     ours = [float(row["loss"]) for row in _rows(out / "steps.csv")]
     theirs = [float(row["loss"]) for row in _rows(two_process_run / "steps.csv")]
     assert np.allclose(ours, theirs, atol=0.05)
+
+
+RANK_SCRIPT = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from agegender.models.config import ModelConfig
+from agegender.training import distributed
+from agegender.training.loop import Trainer
+from agegender.training.presets import get_preset
+from tests.conftest import synthetic_faces
+
+out = Path(sys.argv[1])
+ranks, device = distributed.start("cpu")
+config = get_preset("transfer-mobilenet_v2")
+config = replace(config, epochs=2, batch_size=8, warmup_fraction=0.3,
+                 freeze_backbone_epochs=1, consistency_weight=0.5, freeze_batchnorm=True,
+                 model=replace(config.model, pretrained=False),
+                 preprocessing=replace(config.preprocessing, size=64))
+trainer = Trainer(config, synthetic_faces(48, 64), out, device=device)
+frozen = [p.detach().clone() for p in trainer.model.backbone.parameters()]
+trainer._train_epoch()  # the frozen first epoch: the backbone must not move
+assert all(torch.equal(a, b) for a, b in zip(frozen, trainer.model.backbone.parameters()))
+trainer.epoch = 1
+trainer._train_epoch()  # thawed: DDP wrapped again, and the backbone trains
+assert not all(torch.equal(a, b) for a, b in zip(frozen, trainer.model.backbone.parameters()))
+weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+torch.save(weights, out / f"weights_{ranks.rank}.pt")
+distributed.stop()
+"""
+
+
+def test_a_frozen_epoch_and_the_consistency_term_train_under_ddp(tmp_path: Path):
+    """A transfer model (no pretrained weights) whose backbone is frozen for the first epoch,
+    with the consistency term's second forward pass, on 2 CPU ranks: the backbone stays put,
+    then trains, and both ranks end with the same weights."""
+    import torch
+
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    root = str(README.parent)  # the script imports tests.conftest
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          str(script), str(tmp_path)], env={**os.environ, "PYTHONPATH": path})
+    first, second = (torch.load(tmp_path / f"weights_{rank}.pt") for rank in range(2))
+    assert torch.equal(first, second)
