@@ -112,3 +112,23 @@ def test_ray_reads_a_listing_and_writes_parquet(crops: Path, tmp_path: Path, ray
         expected = list(csv.DictReader(stream))
     assert [row["file"] for row in table] == files
     assert [row["age"] for row in table] == [float(row["age"]) for row in expected]
+
+
+def test_uris_are_listed_and_read_and_their_errors_are_rows(crops: Path):
+    """A `file://` URI stands for any pyarrow filesystem: a folder's images are listed, each
+    read by the actor; an unreadable or missing one gives a row with its error."""
+    pytest.importorskip("pyarrow")
+    from agegender.inference.ray_batch import PredictActor, list_inputs
+
+    folder_uri = crops.as_uri()
+    files, missing = list_inputs([folder_uri, folder_uri + "/nothing-here"])
+    assert files == [path.as_uri() for path in sorted(crops.glob("*"))
+                     if path.suffix in (".jpg", ".png")]
+    assert missing == [(folder_uri + "/nothing-here", "no images at this URI")]
+    actor = PredictActor(None, batch_size=32, aligned=True, threads=1)
+    names = [files[0], (crops / "text.png").as_uri(), folder_uri + "/gone.jpg"]
+    rows = actor({"file": np.array(names)}).to_pylist()
+    assert [row["file"] for row in rows] == names
+    assert rows[0]["error"] is None and 0 < rows[0]["age"] < 120
+    assert rows[1]["error"] == "not an image file"
+    assert rows[2]["error"].startswith("cannot read")

@@ -241,9 +241,9 @@ class Trainer:
         self.epoch = payload["epoch"]
         self.best_val_loss = payload["best_val_loss"]
         self.epochs_without_improvement = payload["epochs_without_improvement"]
-        for name, columns in (("log.csv", LOG_COLUMNS), ("times.csv", TIME_COLUMNS),
-                              ("steps.csv", STEP_COLUMNS)):
-            if self.ranks.is_main:
+        logs = (("log.csv", LOG_COLUMNS), ("times.csv", TIME_COLUMNS), ("steps.csv", STEP_COLUMNS))
+        if self.ranks.is_main:
+            for name, columns in logs:
                 _drop_rows_after(self.out_dir / name, columns, self.epoch)
         log.info("resumed from %s at epoch %d", self.out_dir / "last.pt", self.epoch)
 
