@@ -97,11 +97,14 @@ def test_ray_rows_equal_the_plain_commands(crops: Path, tmp_path: Path, ray_sess
     assert len(errors) == 2
 
 
-def test_ray_reads_a_listing_and_writes_parquet(crops: Path, tmp_path: Path, ray_session):
+def test_ray_reads_a_listing_and_writes_parquet(crops: Path, tmp_path: Path, ray_session,
+                                               monkeypatch: pytest.MonkeyPatch):
+    """Relative paths, as listed, name the rows; the actors find the files wherever they run."""
     import pyarrow.parquet as pq
 
+    monkeypatch.chdir(crops.parent)
     listing = tmp_path / "listing.csv"
-    files = [str(path) for path in _faces(crops)[:3]]
+    files = [f"{crops.name}/{path.name}" for path in _faces(crops)[:3]]
     listing.write_text("path\n" + "\n".join(files) + "\n")
     plain = tmp_path / "plain.csv"
     assert main(["predict", *files, "--output", str(plain)]) == EXIT_OK
@@ -127,7 +130,7 @@ def test_uris_are_listed_and_read_and_their_errors_are_rows(crops: Path):
     assert missing == [(folder_uri + "/nothing-here", "no images at this URI")]
     actor = PredictActor(None, batch_size=32, aligned=True, threads=1)
     names = [files[0], (crops / "text.png").as_uri(), folder_uri + "/gone.jpg"]
-    rows = actor({"file": np.array(names)}).to_pylist()
+    rows = actor({"file": np.array(names), "location": np.array(names)}).to_pylist()
     assert [row["file"] for row in rows] == names
     assert rows[0]["error"] is None and 0 < rows[0]["age"] < 120
     assert rows[1]["error"] == "not an image file"

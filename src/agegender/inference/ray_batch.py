@@ -147,23 +147,31 @@ class PredictActor:
         import pyarrow as pa
 
         files = [str(name) for name in batch["file"]]
-        loaded = [_load(file) for file in files]
+        loaded = [_load(str(location), file)
+                  for location, file in zip(batch["location"], files, strict=True)]
         readable = [index for index, image in enumerate(loaded) if not isinstance(image, str)]
         found = dict(zip(readable, self.predictor.predict_batch(
             [loaded[index] for index in readable], [files[index] for index in readable]),
             strict=True))
-        rows = [row.to_dict() for index, file in enumerate(files)
+        # rows are named as the file was given, wherever the actor read it
+        rows = [{**row.to_dict(), "file": file} for index, file in enumerate(files)
                 for row in found.get(index) or [FaceResult(file=file, error=loaded[index])]]
         return pa.Table.from_pylist(rows, schema=result_schema())
 
 
-def _load(file: str) -> Path | np.ndarray | str:
+def _location(file: str) -> str:
+    """Where an actor reads `file`: a URI as it is, a local path made absolute, since an
+    actor's working folder is not the command's."""
+    return file if is_uri(file) else str(Path(file).absolute())
+
+
+def _load(location: str, file: str) -> Path | np.ndarray | str:
     """A local file as its path (the predictor reads it), a URI's image decoded, or the
     reason a URI could not be read."""
-    if not is_uri(file):
-        return Path(file)
+    if not is_uri(location):
+        return Path(location)
     try:
-        return decode_image(_read_uri(file), source=file)
+        return decode_image(_read_uri(location), source=file)
     except ImageReadError as error:
         return error.reason
     except OSError as error:
@@ -183,14 +191,15 @@ def predict_on_ray(files: list[str], model: str | None, batch_size: int, aligned
                  configure_logging=False)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
     actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1))
                                    // options.threads_per_actor)
     log.info("predicting %d files on Ray with %d actors", len(files), actors)
-    dataset = ray.data.from_items([{"file": file} for file in files]).map_batches(
+    items = [{"file": file, "location": _location(file)} for file in files]
+    dataset = ray.data.from_items(items).map_batches(
         PredictActor, batch_size=options.files_per_batch, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
-        fn_constructor_kwargs={"model": model, "batch_size": batch_size, "aligned": aligned,
+        fn_constructor_kwargs={"model": model and str(Path(model).absolute()),
+                               "batch_size": batch_size, "aligned": aligned,
                                "threads": options.threads_per_actor},
         num_cpus=options.threads_per_actor)
     for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
