@@ -145,12 +145,6 @@ def build_in_turn(ranks: Ranks, build: Callable[[], T]) -> T:
     return result
 
 
-def barrier() -> None:
-    """Wait for every rank (when there are several)."""
-    if dist.is_initialized():
-        dist.barrier()
-
-
 def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     """`model` wrapped in DDP when there are several ranks, else `model` itself.
 
