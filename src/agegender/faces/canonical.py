@@ -36,10 +36,11 @@ def crop_of_face_image(image: np.ndarray, prep: Preprocessing, detector: FaceDet
 
 def aligned_crop(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """Canonical crop of an image that is already a face crop aligned like the training data
-    (UTKFace's aligned crops), without detecting: the template is the median of the landmarks
-    in such crops, in units of the crop side, so the fixed transform puts the template's points
-    of the image onto the model's template. It reads the image through the same warp as a
-    detected face (`align_face`), so the model gets the same kind of pixels."""
+    (UTKFace's aligned crops), without detecting. The template is the median of the landmarks
+    in such crops, in units of the crop side, so the crop style puts a face's points at the
+    template scaled to the image, and the fixed transform maps them onto the model's template
+    (for a square crop, a scaling). The image goes through the same warp as a detected face
+    (`align_face`), so the model gets the same kind of pixels."""
     if not prep.align:
         return resize_face(image, prep)
     height, width = image.shape[:2]
