@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agegender.cli import compare, explain, serve
+from agegender.cli import compare, explain, ray_engine, serve
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="videos: predict every N-th frame (default every frame)")
     predict.add_argument("--resume", action="store_true",
                          help="keep the rows already in --output and skip the files they cover")
+    predict.add_argument("--aligned", action="store_true",
+                         help="the images are face crops already aligned like the training "
+                              "data (UTKFace's aligned crops): no detection, one face each")
+    ray_engine.add_arguments(predict)
 
     export = commands.add_parser("export", help="checkpoint → ONNX model that runs without torch")
     export.add_argument("checkpoint", type=Path, help="checkpoint (.pt)")
@@ -191,6 +195,8 @@ def _predict(args: argparse.Namespace) -> int:
     from agegender.inference.output import ResultWriter, files_done
     from agegender.inference.predictor import NO_FACE
 
+    if args.engine == "ray":
+        return ray_engine.run(args)
     inputs, missing = expand_inputs(args.paths)
     if args.resume and args.output is None:
         raise ValueError("--resume needs --output, the file to continue")
@@ -201,7 +207,7 @@ def _predict(args: argparse.Namespace) -> int:
         log.info("resuming: %d files already in %s, %d to go", len(done), args.output,
                  len(inputs))
     paths = [item.path for item in inputs]
-    predictor = Predictor(args.model, batch_size=args.batch_size)
+    predictor = Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned)
     annotator = Annotator(args.annotate, inputs) if args.annotate is not None else None
     failed = faces = without_face = 0
     with ResultWriter(RESULT_COLUMNS, args.output, append=args.resume) as writer:

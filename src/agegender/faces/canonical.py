@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agegender.faces.align import align_face, align_face_with_coverage
+from agegender.faces.align import CANONICAL_TEMPLATE, align_face, align_face_with_coverage
 from agegender.faces.detector import Detection, FaceDetector
 from agegender.preprocessing import Preprocessing, resize_face
 
@@ -32,3 +32,16 @@ def crop_of_face_image(image: np.ndarray, prep: Preprocessing, detector: FaceDet
         return crop, np.full(crop.shape[:2], 255, dtype=np.uint8), None
     aligned, coverage = align_face_with_coverage(image, detections[0].landmarks, prep.size)
     return resize_face(aligned, prep), coverage, detections[0]
+
+
+def aligned_crop(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Canonical crop of an image that is already a face crop aligned like the training data
+    (UTKFace's aligned crops), without detecting. The template is the median of the landmarks
+    in such crops, in units of the crop side, so the crop style puts a face's points at the
+    template scaled to the image, and the fixed transform maps them onto the model's template
+    (for a square crop, a scaling). The image goes through the same warp as a detected face
+    (`align_face`), so the model gets the same kind of pixels."""
+    if not prep.align:
+        return resize_face(image, prep)
+    height, width = image.shape[:2]
+    return resize_face(align_face(image, CANONICAL_TEMPLATE * (width, height), prep.size), prep)

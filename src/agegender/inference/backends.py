@@ -147,15 +147,16 @@ def _available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def load_backend(path: Path | str, spinning: bool = True) -> ModelBackend:
-    """Pick the backend from the model file (`spinning`: see `OnnxBackend`)."""
+def load_backend(path: Path | str, spinning: bool = True, threads: int | None = None
+                 ) -> ModelBackend:
+    """Pick the backend from the model file (`spinning`, `threads`: see `OnnxBackend`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     if path.suffix in (".pt", ".pth", ".ckpt"):
         return TorchCheckpointBackend.from_checkpoint(path)
     if path.suffix == ".onnx":
-        return OnnxBackend(path, spinning=spinning)
+        return OnnxBackend(path, threads=threads, spinning=spinning)
     raise ValueError(f"{path}: unsupported model format {path.suffix!r} "
                      "(expected a .pt checkpoint or an .onnx model)")
 

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from agegender.data.records import GENDER_NAMES
-from agegender.faces.canonical import canonical_crop
+from agegender.faces.canonical import aligned_crop, canonical_crop
 from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError, decode_image
 from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
@@ -127,11 +127,16 @@ class Predictor:
     A small image without a detected face is taken whole as a face crop, as in training.
     Models trained without alignment take every image whole.
 
+    With `aligned`, every image is taken as a face crop that is already aligned like the
+    training data (a face dataset's crops, such as UTKFace's): no detection, one face per image
+    mapped onto the template by the fixed transform of that crop style (`aligned_crop`).
+
     Thread-safe: it holds no per-call state, and onnxruntime sessions may be run concurrently.
     """
 
     def __init__(self, model: Path | str | ModelBackend | None = None, batch_size: int = 32,
-                 detector: FaceDetector | None = None, detector_threads: int | None = None):
+                 detector: FaceDetector | None = None, detector_threads: int | None = None,
+                 aligned: bool = False):
         """`detector_threads`: onnxruntime threads of the default detector; None (automatic)
         uses all cores for one image at a time and one thread per worker in `predict_paths`
         with several workers, so that each worker detects on its own core instead of all of
@@ -144,8 +149,9 @@ class Predictor:
                         else model)
         self.batch_size = batch_size
         self.preprocessing = self.backend.preprocessing
+        self.aligned = aligned
         self.detector = detector or (FaceDetector(threads=detector_threads or 0)
-                                     if self.preprocessing.align else None)
+                                     if self.preprocessing.align and not aligned else None)
         automatic = detector is None and detector_threads is None and self.detector is not None
         self._worker_detector = (_Lazy(lambda: FaceDetector(self.detector.config, threads=1))
                                  if automatic else None)
@@ -154,8 +160,11 @@ class Predictor:
                    ) -> list[FoundFace]:
         """Canonical crops of the faces in an RGB uint8 image, largest first (found by
         `detector`, by default the predictor's own)."""
-        detector = detector or self.detector
         height, width = image.shape[:2]
+        if self.aligned:
+            return [FoundFace(aligned_crop(image, self.preprocessing),
+                              (0.0, 0.0, float(width), float(height)), None)]
+        detector = detector or self.detector
         detections = detector.detect(image) if detector is not None else []
         if detections:
             return [FoundFace(canonical_crop(image, self.preprocessing, detection),

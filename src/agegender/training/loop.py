@@ -18,6 +18,7 @@ from agegender.evaluation.plots import plot_training_curves
 from agegender.models.checkpoint import read_checkpoint, save_checkpoint
 from agegender.models.config import ModelConfig
 from agegender.models.factory import create_model
+from agegender.training import distributed
 from agegender.training.batches import make_batch
 from agegender.training.config import TrainConfig
 from agegender.training.model import TrainingModel
@@ -33,6 +34,10 @@ LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_mae", "train_gender_acc",
 
 TIME_COLUMNS = ["epoch", "seconds"]
 """`times.csv`: how long each epoch took, apart so `log.csv` does not depend on the machine."""
+
+STEP_COLUMNS = ["epoch", "step", "loss"]
+"""`steps.csv`: the training loss of every step (averaged over the ranks), to see it fall
+within an epoch."""
 
 
 @dataclass
@@ -56,21 +61,31 @@ class _Accumulator:
         self.correct += float(result.gender_hits.sum())
         self.n_gender += result.gender_hits.numel()
 
-    def stats(self) -> EpochStats:
+    def stats(self, device: torch.device | None = None) -> EpochStats:
+        """The epoch's figures; with `device`, over every rank's batches (the same on all)."""
+        sums = [self.loss, self.batches, self.abs_err, self.n_age, self.correct, self.n_gender]
+        if device is not None:
+            sums = distributed.all_reduce_sums(sums, device)
+        loss, batches, abs_err, n_age, correct, n_gender = sums
         return EpochStats(
-            loss=self.loss / max(self.batches, 1),
-            mae=self.abs_err / self.n_age if self.n_age else None,
-            gender_acc=self.correct / self.n_gender if self.n_gender else None,
+            loss=loss / max(batches, 1),
+            mae=abs_err / n_age if n_age else None,
+            gender_acc=correct / n_gender if n_gender else None,
         )
 
 
 class Trainer:
-    """Owns one run directory: checkpoints, config, log and curves."""
+    """Owns one run directory: checkpoints, config, log and curves.
+
+    Under torchrun every rank runs one Trainer on its shard of each batch; rank 0 alone writes
+    the run directory (see `training.distributed`).
+    """
 
     def __init__(self, config: TrainConfig, data: LabelledFaces, out_dir: Path,
                  device: str = "cpu"):
         self.config = config
         self.device = torch.device(device)
+        self.ranks = distributed.current()
         self.data = data
         self.out_dir = out_dir
         self.train_rows = data.rows("train")
@@ -91,58 +106,81 @@ class Trainer:
         self.model.to(self.device, memory_format=torch.channels_last)
         groups = self.model.parameter_groups(config.lr, config.backbone_lr_scale)
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
-        self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
+        self.steps_per_epoch = len(distributed.step_batches(self.train_rows, config.batch_size,
+                                                            self.ranks))
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=[group["lr"] for group in groups],
             total_steps=config.epochs * self.steps_per_epoch, pct_start=config.warmup_fraction)
         teachers = Teachers(config.teachers, config.preprocessing, self.device)
         self.step = TrainStep(config, self.model, data, self.device, teachers, soft_targets)
+        self._trainable: list[bool] | None = None
+        self._step_losses: list[float] = []
         self.epoch = 0
         self.best_val_loss = math.inf
         self.epochs_without_improvement = 0
 
     # -- epochs ----------------------------------------------------------------------------------
     def _train_epoch(self) -> EpochStats:
-        """One pass; shuffling, augmentation and dropout are seeded by (seed, epoch) for resume."""
+        """One pass; shuffling, augmentation and dropout are seeded by (seed, epoch) for resume,
+        and augmentation and dropout also by the rank, so ranks do not repeat each other's."""
         seed = self.config.seed * 100_003 + self.epoch
+        order = epoch_order(self.train_rows, self.sampling_weights, seed)
+        seed += 7_919 * self.ranks.rank
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        order = epoch_order(self.train_rows, self.sampling_weights, seed)
         self.model.train()
         if self.model.backbone is not None:
             self.model.backbone.requires_grad_(self.epoch >= self.config.freeze_backbone_epochs)
+        self._wrap_for_training()
         totals = _Accumulator()
-        bar = tqdm(range(0, len(order), self.config.batch_size), desc=f"epoch {self.epoch + 1}"
-                   f"/{self.config.epochs}", unit="batch", leave=False, dynamic_ncols=True)
-        for start in bar:
+        step_losses = []
+        bar = tqdm(distributed.step_batches(order, self.config.batch_size, self.ranks),
+                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", unit="batch",
+                   leave=False, dynamic_ncols=True, disable=not self.ranks.is_main)
+        for batch in bar:
             # sorted: the order decides which row gets which random augmentation, so seeded
             # runs (and resumes) repeat
-            result = self.step(np.sort(order[start:start + self.config.batch_size]), generator)
+            result = self.step(np.sort(batch), generator)
             self.optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             self.optimizer.step()
             self.scheduler.step()
             totals.add(result)
+            step_losses.append(result.loss.item())
             running = totals.stats()
             bar.set_postfix(loss=f"{running.loss:.3f}", mae=_fmt(running.mae),
                             acc=_fmt(running.gender_acc, 3))
-        return totals.stats()
+        summed = distributed.all_reduce_sums(step_losses, self.device)
+        self._step_losses = [loss / self.ranks.world_size for loss in summed]
+        return totals.stats(self.device)
+
+    def _wrap_for_training(self) -> None:
+        """Let the step train through DDP (several ranks), wrapped anew when the set of
+        trainable parameters changed (a frozen backbone thawed), since DDP fixes it."""
+        trainable = [parameter.requires_grad for parameter in self.model.parameters()]
+        if trainable != self._trainable:
+            self.step.trained = distributed.data_parallel(self.model, self.device)
+            self._trainable = trainable
 
     def _validate(self) -> EpochStats | None:
+        """Validation figures over the whole split: each rank scores its part, and the sums
+        are shared, so every rank takes the same decisions."""
         if len(self.val_rows) == 0:
             return None
         self.model.eval()
         totals = _Accumulator()
+        val_rows = distributed.shard(self.val_rows, self.ranks)
         with torch.inference_mode():
-            for start in range(0, len(self.val_rows), 256):
-                rows = self.val_rows[start:start + 256]
+            for start in range(0, len(val_rows), 256):
+                rows = val_rows[start:start + 256]
                 images, gender, age = make_batch(self.data, rows, self.config, None, self.device)
                 totals.add(self.step.labels_loss(self.step.forward(images), rows, gender, age))
-        return totals.stats()
+        return totals.stats(self.device)
 
     def fit(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.config.to_yaml(self.out_dir / "config.yaml")
+        if self.ranks.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.config.to_yaml(self.out_dir / "config.yaml")
         while self.epoch < self.config.epochs:
             if self.epochs_without_improvement >= self.config.early_stopping_patience:
                 log.info("early stopping: no validation improvement for %d epochs",
@@ -156,6 +194,8 @@ class Trainer:
             improved = self._keep_best(val.loss if val else train.loss)
             self._save_last()
             seconds = time.perf_counter() - started
+            if not self.ranks.is_main:
+                continue
             self._log_epoch(lr, train, val, seconds)
             log.info("epoch %d/%d  %.0fs  train loss %.3f mae %s acc %s | "
                      "val loss %s mae %s acc %s%s",
@@ -169,14 +209,17 @@ class Trainer:
         if improved or self.config.keep == "last":  # keeping the last: no early stopping
             self.best_val_loss = min(selection_loss, self.best_val_loss)
             self.epochs_without_improvement = 0
-            save_checkpoint(self.out_dir / "best.pt", self.model.net, self.config.to_dict(),
-                            epoch=self.epoch, val_loss=selection_loss)
+            if self.ranks.is_main:
+                save_checkpoint(self.out_dir / "best.pt", self.model.net, self.config.to_dict(),
+                                epoch=self.epoch, val_loss=selection_loss)
         else:
             self.epochs_without_improvement += 1
         return improved
 
     # -- persistence -----------------------------------------------------------------------------
     def _save_last(self) -> None:
+        if not self.ranks.is_main:
+            return
         head = self.model.embedding_head
         save_checkpoint(
             self.out_dir / "last.pt", self.model.net, self.config.to_dict(), epoch=self.epoch,
@@ -198,8 +241,10 @@ class Trainer:
         self.epoch = payload["epoch"]
         self.best_val_loss = payload["best_val_loss"]
         self.epochs_without_improvement = payload["epochs_without_improvement"]
-        for name, columns in (("log.csv", LOG_COLUMNS), ("times.csv", TIME_COLUMNS)):
-            _drop_rows_after(self.out_dir / name, columns, self.epoch)
+        logs = (("log.csv", LOG_COLUMNS), ("times.csv", TIME_COLUMNS), ("steps.csv", STEP_COLUMNS))
+        if self.ranks.is_main:
+            for name, columns in logs:
+                _drop_rows_after(self.out_dir / name, columns, self.epoch)
         log.info("resumed from %s at epoch %d", self.out_dir / "last.pt", self.epoch)
 
     def _log_epoch(self, lr: float, train: EpochStats, val: EpochStats | None,
@@ -208,9 +253,12 @@ class Trainer:
                "train_mae": _cell(train.mae), "train_gender_acc": _cell(train.gender_acc),
                "val_loss": _cell(val and val.loss), "val_mae": _cell(val and val.mae),
                "val_gender_acc": _cell(val and val.gender_acc)}
-        _append_row(self.out_dir / "log.csv", LOG_COLUMNS, row)
-        _append_row(self.out_dir / "times.csv", TIME_COLUMNS,
-                    {"epoch": self.epoch, "seconds": f"{seconds:.1f}"})
+        _append_rows(self.out_dir / "log.csv", LOG_COLUMNS, [row])
+        _append_rows(self.out_dir / "times.csv", TIME_COLUMNS,
+                     [{"epoch": self.epoch, "seconds": f"{seconds:.1f}"}])
+        _append_rows(self.out_dir / "steps.csv", STEP_COLUMNS,
+                     [{"epoch": self.epoch, "step": step, "loss": f"{loss:.5f}"}
+                      for step, loss in enumerate(self._step_losses, 1)])
         plot_training_curves(self.out_dir / "log.csv", self.out_dir / "curves.png")
 
 
@@ -225,13 +273,13 @@ def _load_initial_weights(net: torch.nn.Module, model_config: ModelConfig, path:
     net.load_state_dict(payload["model_state"])
 
 
-def _append_row(path: Path, columns: list[str], row: dict) -> None:
+def _append_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
     new = not path.exists()
     with path.open("a", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
         if new:
             writer.writeheader()
-        writer.writerow(row)
+        writer.writerows(rows)
 
 
 def _drop_rows_after(path: Path, columns: list[str], epoch: int) -> None:

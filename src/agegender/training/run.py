@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from agegender.atomic import write_json_atomic
 from agegender.data.labelled import LabelledFaces, concatenate, load_labelled_faces
 from agegender.evaluation.evaluate import evaluate_rows, summarize
 from agegender.inference.backends import TorchCheckpointBackend
+from agegender.training import distributed
 from agegender.training.calibrate import calibrate_checkpoint
 from agegender.training.config import TrainConfig
 from agegender.training.loop import Trainer
@@ -33,32 +33,44 @@ def resolve_device(name: str) -> str:
 
 def train(config: TrainConfig, out_dir: Path, resume: bool = False,
           cache_dir: Path | None = None, device: str = "auto") -> dict:
-    """Load `config.data`, train (or resume), then evaluate the best checkpoint on test."""
+    """Load `config.data`, train (or resume), then evaluate the best checkpoint on test.
+
+    Under torchrun this is one rank of a data-parallel run (`training.distributed`); the
+    ranks other than 0 return no metrics.
+    """
     if not config.data:
         raise ValueError("no data to train on: give --data (or a --config that names it)")
     if not resume and (out_dir / "last.pt").exists():
         raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it "
                               "or choose another --out")
-    torch.set_num_threads(os.cpu_count() or 1)
-    started = time.perf_counter()
-    data = concatenate([
-        load_labelled_faces(Path(path), config.preprocessing,
-                            split_file=config.split_file and Path(config.split_file),
-                            limit=config.limit, seed=config.seed, cache_dir=cache_dir)
-        for path in config.data])
-    return train_on_faces(config, data, out_dir, resume=resume, device=device,
-                          data_seconds=time.perf_counter() - started)
+    ranks, device = distributed.start(resolve_device(device))
+    try:
+        torch.set_num_threads(distributed.threads_per_rank(ranks))
+        started = time.perf_counter()
+        data = distributed.build_in_turn(ranks, lambda: concatenate([
+            load_labelled_faces(Path(path), config.preprocessing,
+                                split_file=config.split_file and Path(config.split_file),
+                                limit=config.limit, seed=config.seed, cache_dir=cache_dir,
+                                progress=ranks.is_main)
+            for path in config.data]))
+        return train_on_faces(config, data, out_dir, resume=resume, device=device,
+                              data_seconds=time.perf_counter() - started)
+    finally:
+        distributed.stop()
 
 
 def train_on_faces(config: TrainConfig, data: LabelledFaces, out_dir: Path, resume: bool = False,
                    device: str = "auto", data_seconds: float = 0.0) -> dict:
-    """Train on faces already decoded, calibrate on validation, evaluate on test."""
+    """Train on faces already decoded, calibrate on validation, evaluate on test (rank 0
+    alone, under torchrun: the others return no metrics)."""
     log.info("data ready in %.1fs: %s", data_seconds,
              ", ".join(f"{s} {len(data.rows(s))}" for s in ("train", "val", "test")))
     trainer = Trainer(config, data, out_dir, device=resolve_device(device))
     if resume:
         trainer.resume()
     trainer.fit()
+    if not trainer.ranks.is_main:
+        return {}
     if len(data.rows("val")):
         calibrate_checkpoint(out_dir / "best.pt", data, allow_flip=config.calibrate_flip)
     metrics = evaluate_test(data, out_dir)

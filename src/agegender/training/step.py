@@ -35,6 +35,8 @@ class TrainStep:
         for feature distillation, `descriptor`."""
         self.config = config
         self.model = model
+        self.trained: torch.nn.Module = model
+        """What the training passes run through: `model`, or its data-parallel wrapper."""
         self.data = data
         self.device = device
         self.teachers = teachers
@@ -42,9 +44,10 @@ class TrainStep:
         self.descriptors = soft_targets.get("descriptor")
         self.has_ranges = bool(np.isfinite(data.age_low).any())
 
-    def forward(self, images: torch.Tensor) -> Outputs:
+    def forward(self, images: torch.Tensor, training: bool = False) -> Outputs:
+        """The model's outputs; `training` passes go through `trained`, so DDP syncs them."""
         with autocast(self.device):
-            return self.model(images)
+            return (self.trained if training else self.model)(images)
 
     def labels_loss(self, outputs: Outputs, rows: np.ndarray, gender: torch.Tensor,
                     age: torch.Tensor) -> StepResult:
@@ -67,7 +70,7 @@ class TrainStep:
         pixels, gender, age = read_batch(self.data, rows, self.device)
         coverage = read_coverage(self.data, rows, config, self.device)
         images = model_input(pixels, config, generator, coverage)
-        outputs = self.forward(images)
+        outputs = self.forward(images, training=True)
         result = self.labels_loss(outputs, rows, gender, age)
         if self.descriptors is not None:
             result.loss = result.loss + config.embedding_weight * losses.embedding_loss(
@@ -79,7 +82,8 @@ class TrainStep:
             result.loss = result.loss + config.distill_weight * losses.soft_gender_loss(
                 outputs.gender_logit, self._rows_of(self.soft_female, rows))
         if config.consistency_weight:
-            other = self.forward(self._second_view(pixels, coverage, images, generator))
+            other = self.forward(self._second_view(pixels, coverage, images, generator),
+                                 training=True)
             result.loss = result.loss + config.consistency_weight * losses.consistency_loss(
                 outputs.gender_logit, outputs.age_logits, other.gender_logit, other.age_logits)
         return result
