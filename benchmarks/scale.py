@@ -50,6 +50,7 @@ def save_faces(folder: Path, faces: list[np.ndarray], prefix: str) -> list[Path]
 
 def run_predict(folder: Path, output: Path, extra: list[str]) -> float:
     """Seconds of `agegender predict FOLDER --output OUTPUT [extra]`, start-up included."""
+    output.unlink(missing_ok=True)  # an earlier round's file must not pass for this one's
     started = time.perf_counter()
     subprocess.run(["agegender", "predict", str(folder), "--output", str(output), *extra],
                    check=False, stderr=subprocess.DEVNULL,

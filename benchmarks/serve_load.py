@@ -68,7 +68,10 @@ def make_photos(crops: list[np.ndarray], seed: int) -> list[bytes]:
 
 def start_server(port: int, extra: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "agegender.cli.main", "serve", "--port", str(port), *extra]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The server's log goes to a file: a pipe nobody reads while it serves would fill and
+    # block it.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (open while the server runs)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}/readyz"
     for _ in range(1200):
         try:
@@ -76,7 +79,8 @@ def start_server(port: int, extra: list[str]) -> subprocess.Popen:
                 return process
         except httpx.TransportError:
             if process.poll() is not None:
-                sys.exit(f"the server stopped: {process.stderr.read().decode()}")
+                log.seek(0)
+                sys.exit(f"the server stopped: {log.read().decode(errors='replace')}")
         time.sleep(0.1)
     process.terminate()
     sys.exit("the server was not ready within 120 s")

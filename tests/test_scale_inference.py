@@ -85,6 +85,14 @@ def ray_session():
     ray.shutdown()
 
 
+def test_ray_refuses_a_video_and_names_it(tmp_path: Path, caplog):
+    pytest.importorskip("ray")
+    video = tmp_path / "holiday.mp4"
+    video.write_bytes(b"not really a video")
+    assert main(["predict", "--engine", "ray", str(video)]) == 2
+    assert "holiday.mp4 is a video" in caplog.text
+
+
 def test_ray_rows_equal_the_plain_commands(crops: Path, tmp_path: Path, ray_session):
     plain, on_ray = tmp_path / "plain.csv", tmp_path / "ray.csv"
     assert main(["predict", str(crops), "--output", str(plain)]) == EXIT_SOME_FAILED

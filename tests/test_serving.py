@@ -287,6 +287,28 @@ def test_micro_batcher_serves_concurrent_callers_in_one_call():
     alone.close()
 
 
+def test_a_caller_that_gave_up_is_skipped_and_the_model_thread_lives_on():
+    release, running = threading.Event(), threading.Event()
+    seen: list[float] = []
+
+    def predict(crops: np.ndarray) -> list[float]:
+        running.set()
+        release.wait(5)
+        seen.extend(float(value) for value in crops[:, 0])
+        return [float(value) for value in crops[:, 0]]
+
+    batcher = MicroBatcher(predict, max_batch=64, max_wait_s=0.0)
+    first = batcher.submit(np.full((1, 1), 1))
+    assert running.wait(5)  # the model thread is busy with the first call
+    gone = batcher.submit(np.full((1, 1), 2))
+    assert gone.cancel()
+    release.set()
+    assert first.result(5) == [1.0]
+    assert batcher.submit(np.full((1, 1), 3)).result(5) == [3.0]
+    assert 2.0 not in seen
+    batcher.close()
+
+
 def test_a_30_mb_upload_gets_413_under_the_default_limit(client):
     assert ServeSettings().max_upload_bytes < 30 * 2**20
     big = _photo() + b"\0" * (30 * 2**20)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-
-from agegender.inference.predictor import NO_FACE, RESULT_COLUMNS, FaceResult
+from pathlib import Path
 
 log = logging.getLogger("agegender")
 
@@ -29,7 +28,9 @@ def add_arguments(predict: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict `args.paths` on Ray and write the rows as the plain engine does."""
+    from agegender.inference.predictor import FaceResult
     from agegender.inference.ray_batch import RayOptions, list_inputs, predict_on_ray, require_ray
+    from agegender.inference.video import is_video
 
     require_ray()
     refused = [flag for flag, given in (("--resume", args.resume), ("--annotate", args.annotate),
@@ -38,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--engine ray does not take {', '.join(refused)}; use the plain "
                          "engine for them")
     files, missing = list_inputs(args.paths)
+    videos = [file for file in files if is_video(Path(file))]
+    if videos:
+        raise ValueError(f"--engine ray predicts images, and {videos[0]} is a video; use the "
+                         "plain engine for videos")
     options = RayOptions(address=args.ray_address, actors=args.ray_actors)
     counts = {"faces": 0, "without_face": 0, "failed": 0}
     with _writer(args) as writer:
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _writer(args: argparse.Namespace):
     from agegender.inference.output import ResultWriter
+    from agegender.inference.predictor import RESULT_COLUMNS
     from agegender.inference.ray_batch import ParquetRows
 
     if args.output is not None and args.output.suffix.lower() == ".parquet":
@@ -63,6 +69,8 @@ def _writer(args: argparse.Namespace):
 
 
 def _write(writer, row: dict, counts: dict[str, int]) -> None:
+    from agegender.inference.predictor import NO_FACE
+
     writer.write(row)
     error = row["error"]
     counts["faces"] += error is None

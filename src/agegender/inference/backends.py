@@ -6,7 +6,6 @@ The ONNX backend needs only numpy and onnxruntime, so inference runs without the
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
@@ -14,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from agegender.data.records import GENDER_NAMES
-from agegender.onnx_session import cpu_session
+from agegender.onnx_session import available_cores, cpu_session
 from agegender.preprocessing import Preprocessing, normalize
 
 # The contract between `agegender export` and OnnxBackend: graph names and metadata_props keys.
@@ -92,7 +91,7 @@ class OnnxBackend:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
         try:
-            self.session = cpu_session(path, threads or _available_cores(), spinning)
+            self.session = cpu_session(path, threads or available_cores(), spinning)
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -138,13 +137,6 @@ class OnnxBackend:
             raise ValueError(f"faces must be N×{prep.size}×{prep.size}×{prep.channels} uint8, "
                              f"got shape {faces.shape}")
         return self.session.run(list(names), {ONNX_INPUT: normalize(faces, prep)})
-
-
-def _available_cores() -> int:
-    """Cores this process may run on (respects CPU affinity, e.g. in containers)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def load_backend(path: Path | str, spinning: bool = True, threads: int | None = None

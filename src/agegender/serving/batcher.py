@@ -74,6 +74,11 @@ class MicroBatcher:
         return batch, False
 
     def _call(self, batch: list[_Request]) -> None:
+        # A caller that gave up (its request timed out, the server is stopping) cancelled its
+        # future: its faces are not run, and setting a result on it would kill this thread.
+        batch = [request for request in batch if request.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         try:
             results = self._predict(np.concatenate([request.crops for request in batch]))
         except Exception as error:  # every caller hears of the failure; the thread lives on

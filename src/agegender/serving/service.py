@@ -15,10 +15,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError, decode_image
 from agegender.inference.annotate import draw_faces
-from agegender.inference.backends import OnnxBackend, load_backend
+from agegender.inference.backends import load_backend
 from agegender.inference.output import rounded
 from agegender.inference.predictor import (
     FaceResult,
@@ -92,16 +91,16 @@ class InferenceService:
         """The CLI's predictor, its onnxruntime threads sized for serving: the detector on one
         thread per worker (each worker detects on its own core), the model on
         `model_threads`."""
-        backend = (OnnxBackend(self.model_path, threads=self.settings.model_threads,
-                               spinning=False)
-                   if self.model_path.suffix == ".onnx" else load_backend(self.model_path))
-        detector = FaceDetector(threads=1) if backend.preprocessing.align else None
-        return Predictor(backend, batch_size=self.settings.max_batch, detector=detector)
+        backend = load_backend(self.model_path, spinning=False,
+                               threads=self.settings.model_threads)
+        return Predictor(backend, batch_size=self.settings.max_batch, detector_threads=1)
 
     def close(self) -> None:
+        """Stop the pool first: a worker still analysing an image hands its faces to the
+        batcher, which must be running until then."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         if self._batcher is not None:
             self._batcher.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, data: bytes, annotate: bool = False) -> Answer:
         """The faces in one uploaded image (`ApiError` for anything the client must fix)."""

@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from agegender.onnx_session import available_cores
+
 T = TypeVar("T")
 
 GROUP_TIMEOUT = timedelta(hours=3)
@@ -93,8 +95,7 @@ def current() -> Ranks:
 def threads_per_rank(ranks: Ranks) -> int:
     """CPU threads each rank may use, so the ranks on one machine share its cores instead of
     each taking all of them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // ranks.local_world_size)
+    return max(1, available_cores() // ranks.local_world_size)
 
 
 def step_batches(order: np.ndarray, batch_size: int, ranks: Ranks) -> list[np.ndarray]:
