@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from agegender.cli.main import main
+from agegender.evaluation.compare import distinct_names
 from agegender.evaluation.html_report import SECTIONS, write_html_report
 from agegender.evaluation.metrics import AGE_GROUP_LABELS, AGE_GROUPS
 from agegender.evaluation.report import EvalPredictions, write_report
@@ -119,6 +120,12 @@ def test_the_report_opens_in_headless_chromium_with_every_section(report, tmp_pa
         finally:
             browser.close()
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_compare_tells_apart_reports_of_the_same_name(tmp_path):
+    folders = [tmp_path / "run_a" / "report", tmp_path / "run_b" / "report"]
+    assert distinct_names(folders) == ["run_a/report", "run_b/report"]
+    assert distinct_names([tmp_path / "x", tmp_path / "y"]) == ["x", "y"]
 
 
 def test_compare_marks_the_better_run(report, tmp_path):

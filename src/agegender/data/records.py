@@ -8,6 +8,8 @@ MALE, FEMALE = 0, 1
 """Gender labels follow UTKFace: 0 = male, 1 = female. Sources with other conventions convert."""
 
 GENDER_NAMES = ("male", "female")
+GENDER_THRESHOLD = 0.5
+"""A face is called female when its probability of female is at least this."""
 RACE_NAMES = ("White", "Black", "Asian", "Indian", "Others")
 
 

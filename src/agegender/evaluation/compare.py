@@ -87,12 +87,23 @@ def compared_rows(reports: list[dict]) -> list[ComparedRow]:
 
 
 def report_names(folders: list[Path], reports: list[dict]) -> list[str]:
-    """Column names: each folder's name, with the model it evaluated when the report says."""
+    """Column names: each folder's name, with as many parent folders as it takes to tell the
+    folders apart (`runs/a/report` and `runs/b/report` are `a/report` and `b/report`; `.` is
+    the folder's own name), and the model it evaluated when the report says."""
     names = []
-    for folder, metrics in zip(folders, reports, strict=True):
+    for folder, metrics in zip(distinct_names(folders), reports, strict=True):
         model = metrics.get("provenance", {}).get("model")
-        names.append(f"{Path(folder).name} ({model})" if model else Path(folder).name)
+        names.append(f"{folder} ({model})" if model else folder)
     return names
+
+
+def distinct_names(folders: list[Path]) -> list[str]:
+    parts = [Path(folder).resolve().parts for folder in folders]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(folder) for folder in folders]
 
 
 def write_comparison(folders: list[Path], output: Path) -> tuple[Path, Path]:

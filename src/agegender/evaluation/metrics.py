@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from agegender.data.records import FEMALE, GENDER_NAMES, MALE
+from agegender.data.records import FEMALE, GENDER_NAMES, GENDER_THRESHOLD, MALE
 
 AGE_GROUPS: tuple[tuple[int, int], ...] = (
     (0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 200),
@@ -36,7 +36,6 @@ def age_group_ids(age: ArrayLike) -> np.ndarray:
 CS_TOLERANCE_YEARS = 5.0
 """Cumulative score tolerance: the share of predictions within this many years counts as `cs5`."""
 
-GENDER_THRESHOLD = 0.5
 """`gender_prob_female` at or above this predicts female."""
 
 CALIBRATION_BINS = 10

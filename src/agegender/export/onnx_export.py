@@ -113,8 +113,6 @@ def _linear_heads(loaded: LoadedCheckpoint) -> LinearHeads:
 
     return LinearHeads(
         gender_weight=values(model.gender_head.weight)[0],
-        gender_bias=float(model.gender_head.bias.item()),
         age_weight=values(model.age_head.weight), age_bias=values(model.age_head.bias),
         age_bins=np.arange(MIN_AGE, MAX_AGE + 1, dtype=np.float32),
-        gender_temperature=calibration.gender_temperature,
-        age_temperature=calibration.age_temperature)
+        age_temperature=calibration.reported_age_temperature)

@@ -109,7 +109,8 @@ class OnnxBackend:
     @property
     def has_feature_map(self) -> bool:
         """Whether the file exposes the feature map and head weights class activation maps
-        need (files exported before `agegender explain` existed do not)."""
+        need: `agegender export` adds them for models with linear heads over pooled features;
+        files from older versions and other models lack them."""
         outputs = {output.name for output in self.session.get_outputs()}
         return ONNX_FEATURE_OUTPUT in outputs and META_HEADS in self.metadata
 

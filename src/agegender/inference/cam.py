@@ -34,39 +34,36 @@ def _decode(encoded: dict) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LinearHeads:
-    """The heads over the pooled features, with the calibration temperatures the outputs use:
-    gender logit = `gender_weight`·x + `gender_bias`, age logits = `age_weight`·x + `age_bias`
-    over the ages `age_bins`."""
+    """What the maps need of the heads over the pooled features: the gender logit's weights
+    `gender_weight` (its bias and temperature change no map), and the age logits
+    `age_weight`·x + `age_bias` over the ages `age_bins`, read at `age_temperature` (that of
+    the distribution whose age the model reports)."""
 
     gender_weight: np.ndarray
-    gender_bias: float
     age_weight: np.ndarray
     age_bias: np.ndarray
     age_bins: np.ndarray
-    gender_temperature: float = 1.0
     age_temperature: float = 1.0
 
     def to_json(self) -> str:
         return json.dumps({
-            "gender_weight": _encode(self.gender_weight), "gender_bias": float(self.gender_bias),
-            "age_weight": _encode(self.age_weight), "age_bias": _encode(self.age_bias),
-            "age_bins": _encode(self.age_bins), "gender_temperature": self.gender_temperature,
+            "gender_weight": _encode(self.gender_weight), "age_weight": _encode(self.age_weight),
+            "age_bias": _encode(self.age_bias), "age_bins": _encode(self.age_bins),
             "age_temperature": self.age_temperature})
 
     @classmethod
     def from_json(cls, text: str) -> LinearHeads:
         values = json.loads(text)
-        return cls(_decode(values["gender_weight"]), float(values["gender_bias"]),
-                   _decode(values["age_weight"]), _decode(values["age_bias"]),
-                   _decode(values["age_bins"]), float(values["gender_temperature"]),
+        return cls(_decode(values["gender_weight"]), _decode(values["age_weight"]),
+                   _decode(values["age_bias"]), _decode(values["age_bins"]),
                    float(values["age_temperature"]))
 
 
-def gender_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
-    """N×h×w class activation maps of the gender this feature map predicts."""
+def gender_cam(feature_map: np.ndarray, heads: LinearHeads, female: np.ndarray) -> np.ndarray:
+    """N×h×w class activation maps towards the gender shown (`female`, N booleans: the model's
+    answer, which flip averaging may have made, not this one view's logit)."""
     per_location = np.einsum("f,nfhw->nhw", heads.gender_weight, feature_map)
-    logit = per_location.mean(axis=(1, 2)) + heads.gender_bias
-    return _scaled(per_location * np.where(logit >= 0, 1.0, -1.0)[:, None, None])
+    return _scaled(per_location * np.where(female, 1.0, -1.0)[:, None, None])
 
 
 def age_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from agegender.data.records import GENDER_NAMES
+from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
 from agegender.faces.align import CANONICAL_TEMPLATE, similarity_transform
 from agegender.inference.backends import META_HEADS, FacePredictions, ModelBackend, OnnxBackend
 from agegender.inference.cam import LinearHeads, age_cam, gender_cam
@@ -57,7 +57,9 @@ class OnnxExplainer:
 
     def explain(self, crops: np.ndarray) -> tuple[FacePredictions, np.ndarray, np.ndarray]:
         predictions, feature_map = self.backend.predict_with_feature_map(crops)
-        return predictions, gender_cam(feature_map, self.heads), age_cam(feature_map, self.heads)
+        female = predictions.prob_female >= GENDER_THRESHOLD
+        return (predictions, gender_cam(feature_map, self.heads, female),
+                age_cam(feature_map, self.heads))
 
 
 def load_explainer(path: Path | str) -> Explainer:
@@ -162,7 +164,7 @@ def _photo_tiles(image: np.ndarray, face: FaceExplanation, crop_size: int
 
 def describe(face: FaceExplanation) -> str:
     """The prediction in words, as the panel's caption states it."""
-    female = face.prob_female >= 0.5
+    female = face.prob_female >= GENDER_THRESHOLD
     gender = GENDER_NAMES[int(female)]
     probability = face.prob_female if female else 1 - face.prob_female
     interval = (f" (80 %: {face.age_low:.0f} to {face.age_high:.0f})"

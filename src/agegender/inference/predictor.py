@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from agegender.data.records import GENDER_NAMES
+from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
 from agegender.faces.canonical import aligned_crop, canonical_crop
 from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError, decode_image
@@ -182,7 +182,7 @@ class Predictor:
         results = []
         for age, low, high, prob_female in zip(out.age, out.age_low, out.age_high,
                                                out.prob_female, strict=True):
-            female = bool(prob_female >= 0.5)
+            female = bool(prob_female >= GENDER_THRESHOLD)
             results.append({
                 "age": float(age), "age_low": _finite(low), "age_high": _finite(high),
                 "gender": GENDER_NAMES[int(female)],

@@ -29,6 +29,12 @@ class Calibration:
     flip: bool = False
     age_median: bool = False
 
+    @property
+    def reported_age_temperature(self) -> float:
+        """The temperature of the distribution whose age `DeployedModel` reports: the median
+        reads the calibrated one, the expectation the network's own."""
+        return self.age_temperature if self.age_median else 1.0
+
     def to_dict(self) -> dict:
         return asdict(self)
 

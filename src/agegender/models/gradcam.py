@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agegender.data.records import GENDER_THRESHOLD
 from agegender.inference.backends import FacePredictions, TorchCheckpointBackend
 from agegender.models.age_distribution import expected_age
 from agegender.models.checkpoint import load_checkpoint
@@ -21,10 +22,11 @@ from agegender.models.deploy import Calibration
 from agegender.preprocessing import Preprocessing, normalize
 
 
-def grad_cam_maps(model: nn.Module, images: torch.Tensor, calibration: Calibration | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def grad_cam_maps(model: nn.Module, images: torch.Tensor, calibration: Calibration | None = None,
+                  female: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(gender maps, age maps), each N×h×w in [0, 1], of `model` (eval mode) on `images`,
-    without flip averaging."""
+    without flip averaging; the gender map points towards `female` (N booleans, the answer
+    shown), or towards this view's own logit when not given."""
     calibration = calibration or Calibration()
     layers = model.cam_layers
     captured: dict[str, torch.Tensor] = {}
@@ -35,8 +37,10 @@ def grad_cam_maps(model: nn.Module, images: torch.Tensor, calibration: Calibrati
     try:
         with torch.enable_grad():
             gender_logit, age, *rest = model(images)
-            towards = torch.where(gender_logit >= 0, 1.0, -1.0)
-            age_target = (expected_age(rest[0] / calibration.age_temperature) if rest else age)
+            shown = gender_logit >= 0 if female is None else torch.from_numpy(female)
+            towards = torch.where(shown, 1.0, -1.0)
+            age_target = (expected_age(rest[0] / calibration.reported_age_temperature)
+                          if rest else age)
             targets = {"gender": gender_logit * towards, "age": age_target}
             maps = [_grad_cam(targets[task], captured[layers[task]]) for task in ("gender", "age")]
     finally:
@@ -69,5 +73,6 @@ class GradCamExplainer:
     def explain(self, crops: np.ndarray) -> tuple[FacePredictions, np.ndarray, np.ndarray]:
         """Predictions, gender maps and age maps of N canonical crops (uint8)."""
         images = torch.from_numpy(normalize(crops, self.preprocessing))
-        return (self.backend.predict(crops),
-                *grad_cam_maps(self.model, images, self.calibration))
+        predictions = self.backend.predict(crops)
+        female = predictions.prob_female >= GENDER_THRESHOLD
+        return predictions, *grad_cam_maps(self.model, images, self.calibration, female)
