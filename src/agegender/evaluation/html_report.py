@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from agegender.atomic import write_bytes_atomic
-from agegender.evaluation.groups import GROUP_FIGURES
-from agegender.evaluation.report import GROUPING_TITLES
+from agegender.evaluation.groups import GROUP_FIGURES, MIN_GROUP_SIZE_FOR_GAPS
+from agegender.evaluation.report import GROUPING_TITLES, WORST_FACES_SHOWN
 
 SECTIONS = {"provenance": "Provenance", "overall": "Overall figures", "groups": "By group",
             "calibration": "Calibration", "errors": "Errors", "training": "Training curves",
@@ -113,7 +113,8 @@ def _group_table(groups: dict[str, dict], gaps: dict[str, dict]) -> str:
 def _groups(metrics: dict, folder: Path) -> str:
     fairness = metrics.get("fairness", {"groups": {}, "gaps": {}})
     parts = ["<p>Bias is the mean signed age error (predicted − true): positive reads people "
-             "older than they are. Best and worst are marked among groups of at least 10.</p>"]
+             "older than they are. Best and worst are marked among groups of at least "
+             f"{MIN_GROUP_SIZE_FOR_GAPS}.</p>"]
     for grouping, groups in fairness["groups"].items():
         title = GROUPING_TITLES[grouping]
         parts.append(f'<h3 id="groups-{grouping}">By {title}</h3>'
@@ -138,8 +139,9 @@ def _calibration(metrics: dict, folder: Path) -> str:
 def _errors(folder: Path) -> str:
     worst = _image(folder / "worst_faces.png", "worst faces")
     if worst:
-        worst = ("<h3>The 24 largest age errors</h3><p>Each face: its crop, then its gender "
-                 "and age maps when the model gives them (without flip averaging).</p>" + worst)
+        worst = (f"<h3>The {WORST_FACES_SHOWN} largest age errors</h3><p>Each face: its crop, "
+                 "then its gender and age maps when the model gives them (without flip "
+                 "averaging).</p>" + worst)
     return (_image(folder / "age_scatter.png", "predicted vs true age")
             + _image(folder / "age_error_histogram.png", "age error histogram")
             + worst) or "<p>No age labels: no age errors to show.</p>"

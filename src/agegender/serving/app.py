@@ -90,9 +90,8 @@ async def _load(service: InferenceService) -> None:
     """Load the models off the event loop; a failure is logged (`/readyz` stays 503)."""
     try:
         await asyncio.to_thread(service.load)
-    except Exception:
+    except Exception:  # logged once here; nobody awaits this task to hear of it again
         log.exception("loading the models failed")
-        raise
 
 
 def _add_prediction_routes(app: FastAPI, service: InferenceService,

@@ -53,13 +53,16 @@ class _Accumulator:
     def __init__(self) -> None:
         self.loss = self.batches = self.abs_err = self.n_age = self.correct = self.n_gender = 0.0
 
-    def add(self, result: StepResult) -> None:
-        self.loss += result.loss.item()
+    def add(self, result: StepResult) -> float:
+        """Count one step in; returns its loss (read from the device once)."""
+        loss = result.loss.item()
+        self.loss += loss
         self.batches += 1
         self.abs_err += float(result.age_errors.sum())
         self.n_age += result.age_errors.numel()
         self.correct += float(result.gender_hits.sum())
         self.n_gender += result.gender_hits.numel()
+        return loss
 
     def stats(self, device: torch.device | None = None) -> EpochStats:
         """The epoch's figures; with `device`, over every rank's batches (the same on all)."""
@@ -145,8 +148,7 @@ class Trainer:
             result.loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            totals.add(result)
-            step_losses.append(result.loss.item())
+            step_losses.append(totals.add(result))
             running = totals.stats()
             bar.set_postfix(loss=f"{running.loss:.3f}", mae=_fmt(running.mae),
                             acc=_fmt(running.gender_acc, 3))
