@@ -63,9 +63,16 @@ def align_face_with_coverage(image: np.ndarray, landmarks: np.ndarray, size: int
     return np.ascontiguousarray(warped[:, :, :3]), np.ascontiguousarray(warped[:, :, 3])
 
 
+def crop_transform(landmarks: np.ndarray, size: int,
+                   template: np.ndarray = CANONICAL_TEMPLATE) -> np.ndarray:
+    """2×3 affine map from image pixels to the size×size crop `align_face` cuts for these
+    5 points."""
+    return similarity_transform(landmarks, template * size)
+
+
 def _warp(image: np.ndarray, landmarks: np.ndarray, size: int, template: np.ndarray,
           mode: str) -> Image.Image:
-    matrix = similarity_transform(landmarks, template * size)
+    matrix = crop_transform(landmarks, size, template)
     to_image = np.linalg.inv(np.vstack((matrix, [0.0, 0.0, 1.0])))[:2]
     factor = int(np.hypot(*to_image[:, 0])) // 2
     step = factor if factor >= 2 else 1

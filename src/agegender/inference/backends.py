@@ -140,13 +140,17 @@ class OnnxBackend:
         return self.session.run(list(names), {ONNX_INPUT: normalize(faces, prep)})
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+"""Model files read as torch checkpoints; `.onnx` is read by onnxruntime."""
+
+
 def load_backend(path: Path | str, spinning: bool = True, threads: int | None = None
                  ) -> ModelBackend:
     """Pick the backend from the model file (`spinning`, `threads`: see `OnnxBackend`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
-    if path.suffix in (".pt", ".pth", ".ckpt"):
+    if path.suffix in CHECKPOINT_SUFFIXES:
         return TorchCheckpointBackend.from_checkpoint(path)
     if path.suffix == ".onnx":
         return OnnxBackend(path, threads=threads, spinning=spinning)

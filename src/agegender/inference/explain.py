@@ -16,8 +16,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
-from agegender.faces.align import CANONICAL_TEMPLATE, similarity_transform
-from agegender.inference.backends import META_HEADS, FacePredictions, ModelBackend, OnnxBackend
+from agegender.faces.align import crop_transform
+from agegender.inference.backends import (
+    CHECKPOINT_SUFFIXES,
+    META_HEADS,
+    FacePredictions,
+    ModelBackend,
+    OnnxBackend,
+    load_backend,
+)
 from agegender.inference.cam import LinearHeads, age_cam, gender_cam
 from agegender.inference.predictor import FoundFace
 from agegender.preprocessing import Preprocessing
@@ -65,13 +72,14 @@ class OnnxExplainer:
 def load_explainer(path: Path | str) -> Explainer:
     """The explainer for a model file: numpy CAM for .onnx, Grad-CAM (torch) for .pt."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    if path.suffix in (".pt", ".pth", ".ckpt"):
+    if path.suffix in CHECKPOINT_SUFFIXES and path.is_file():
         from agegender.models.gradcam import GradCamExplainer
 
         return GradCamExplainer(path)
-    return OnnxExplainer(OnnxBackend(path))
+    backend = load_backend(path)  # the missing file, the unknown format: the backend's errors
+    if not isinstance(backend, OnnxBackend):
+        raise ValueError(f"{path}: explain takes a checkpoint (.pt) or an exported .onnx model")
+    return OnnxExplainer(backend)
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ def _image_to_crop(face: FoundFace, shape: tuple[int, ...], size: int, prep: Pre
     """2×3 affine map from image pixels to crop pixels: the alignment for a detected face,
     a plain resize for an image taken whole."""
     if prep.align and face.landmarks is not None:
-        return similarity_transform(face.landmarks, CANONICAL_TEMPLATE * size)
+        return crop_transform(face.landmarks, size)
     height, width = shape[:2]
     return np.array([[size / width, 0.0, 0.0], [0.0, size / height, 0.0]])
 

@@ -141,8 +141,7 @@ def _add_status_routes(app: FastAPI, service: InferenceService) -> None:
     @app.get("/readyz", responses={503: {"model": ErrorBody}})
     async def readyz() -> Response:
         """200 once the models are loaded."""
-        if not service.ready:
-            raise ApiError(503, "not_ready", "the models are still loading", {"Retry-After": "1"})
+        service.require_ready()
         return JSONResponse({"status": "ready", "model": service.model_path.name})
 
     @app.get("/metrics", response_class=Response)

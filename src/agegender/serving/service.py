@@ -118,12 +118,16 @@ class InferenceService:
         return await self._admit(
             lambda: asyncio.gather(*(one(name, data) for name, data in uploads)))
 
-    async def _admit(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work()` within the request timeout, if the queue has room (else 503). The slot is
-        held until the work really ends, also past a timeout, so the queue depth stays true."""
+    def require_ready(self) -> None:
+        """503 with Retry-After until the models are loaded."""
         if not self.ready:
             raise ApiError(503, "not_ready", "the models are still loading",
                            {"Retry-After": str(self.settings.retry_after_s)})
+
+    async def _admit(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work()` within the request timeout, if the queue has room (else 503). The slot is
+        held until the work really ends, also past a timeout, so the queue depth stays true."""
+        self.require_ready()
         with self._lock:
             if self._admitted >= self.settings.max_queue:
                 full = True
