@@ -81,6 +81,15 @@ def start(device: str) -> tuple[Ranks, str]:
     return ranks, device
 
 
+def leave_together(ranks: Ranks) -> None:
+    """Wait for every rank before the group is torn down: rank 0 calibrates and tests alone
+    after the last epoch, and a rank that destroys the group while a peer still holds its
+    gloo connections can abort in the teardown ("terminate called without an active
+    exception")."""
+    if ranks.distributed:
+        dist.barrier()
+
+
 def stop() -> None:
     """Leave the process group (when one was joined)."""
     if dist.is_initialized():

@@ -53,8 +53,10 @@ def train(config: TrainConfig, out_dir: Path, resume: bool = False,
                                 limit=config.limit, seed=config.seed, cache_dir=cache_dir,
                                 progress=ranks.is_main)
             for path in config.data]))
-        return train_on_faces(config, data, out_dir, resume=resume, device=device,
-                              data_seconds=time.perf_counter() - started)
+        metrics = train_on_faces(config, data, out_dir, resume=resume, device=device,
+                                 data_seconds=time.perf_counter() - started)
+        distributed.leave_together(ranks)
+        return metrics
     finally:
         distributed.stop()
 
