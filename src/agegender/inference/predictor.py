@@ -272,9 +272,17 @@ def _rows(item: _Analysed, predictions: Iterator[dict]) -> list[FaceResult]:
         return [FaceResult(**where, error=item.faces.reason)]
     if not item.faces:
         return [FaceResult(**where, error=NO_FACE)]
+    return face_rows(item.faces, predictions, **where)
+
+
+def face_rows(faces: Sequence[FoundFace], predictions: Iterable[dict], **where
+              ) -> list[FaceResult]:
+    """One row per found face, with its prediction (`predict_crops`' dicts, taken in order:
+    `predictions` may be an iterator over several images' faces, of which this takes as many
+    as there are `faces`) and `where` (file, frame, time) on every row."""
     return [FaceResult(**where, face=index, x=face.box[0], y=face.box[1], w=face.box[2],
-                       h=face.box[3], det_score=face.score, **next(predictions))
-            for index, face in enumerate(item.faces)]
+                       h=face.box[3], det_score=face.score, **prediction)
+            for index, (face, prediction) in enumerate(zip(faces, predictions, strict=False))]
 
 
 class _Lazy(Generic[T]):

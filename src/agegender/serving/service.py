@@ -24,6 +24,7 @@ from agegender.inference.predictor import (
     FoundFace,
     Predictor,
     bundled_model_path,
+    face_rows,
 )
 from agegender.serving.batcher import MicroBatcher
 from agegender.serving.errors import ApiError, image_error
@@ -157,10 +158,7 @@ class InferenceService:
         analysed = await loop.run_in_executor(self._pool, self._analyse, data)
         predictions = (await asyncio.wrap_future(analysed.predictions)
                        if analysed.predictions is not None else [])
-        rows = [FaceResult(file="", face=index, x=face.box[0], y=face.box[1], w=face.box[2],
-                           h=face.box[3], det_score=face.score, **prediction)
-                for index, (face, prediction) in enumerate(zip(analysed.faces, predictions,
-                                                               strict=True))]
+        rows = face_rows(analysed.faces, predictions, file="")
         self.metrics.faces.inc(len(rows))
         height, width = analysed.image.shape[:2]
         body = {"width": width, "height": height,
