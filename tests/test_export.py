@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from PIL import Image
 
 from agegender import __version__
@@ -137,6 +138,52 @@ def test_an_antialiased_transfer_model_exports_with_its_blur_filters(tmp_path):
     # one blur before each of MobileNetV2's five strided convolutions
     assert convolutions(exported) == convolutions(
         export_onnx(tmp_path / "plain.pt", tmp_path / "plain.onnx")) + 5
+
+
+def test_a_luminance_model_exports_and_reads_only_brightness(tmp_path):
+    prep = Preprocessing(size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    config = dataclasses.replace(
+        TINY, model=ModelConfig(architecture="transfer", backbone="mobilenet_v2",
+                                pretrained=False, dropout=0.1, luminance=True),
+        preprocessing=prep, age_loss="dldl")
+    model = _varying_network(create_model(config.model, prep), synthetic_faces(64, 32).images)
+    save_checkpoint(tmp_path / "luma.pt", model, config.to_dict())
+    colour, recoloured = _same_luma_other_colour(synthetic_faces(6, 32, seed=3).images)
+    exported = OnnxBackend(export_onnx(tmp_path / "luma.pt", tmp_path / "luma.onnx"), threads=1)
+    torch_backend = TorchCheckpointBackend.from_checkpoint(tmp_path / "luma.pt")
+    for field in ("age", "prob_female"):  # a random network: float error is larger than usual
+        np.testing.assert_allclose(getattr(exported.predict(colour), field),
+                                   getattr(torch_backend.predict(colour), field), atol=0.02)
+    # a face whose colours are swapped around but whose brightness is kept gets the same answer
+    for field, tolerance in (("age", 0.01), ("prob_female", 1e-3)):
+        np.testing.assert_allclose(getattr(exported.predict(recoloured), field),
+                                   getattr(exported.predict(colour), field), atol=tolerance)
+    plain = dataclasses.replace(config, model=dataclasses.replace(config.model, luminance=False))
+    save_checkpoint(tmp_path / "plain.pt", model, plain.to_dict())
+    rgb = TorchCheckpointBackend.from_checkpoint(tmp_path / "plain.pt")
+    assert np.abs(rgb.predict(recoloured).age - rgb.predict(colour).age).max() > 0.5
+
+
+def _same_luma_other_colour(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`faces` (kept within 15…240), and the same with every pixel's colour shifted by
+    (+15 R, −9 G, +7 B), which keeps its luma exactly: 0.299·15 − 0.587·9 + 0.114·7 = 0."""
+    kept = np.clip(faces, 15, 240)
+    return kept, (kept.astype(np.int16) + np.array([15, -9, 7])).astype(np.uint8)
+
+
+def _varying_network(model: torch.nn.Module, faces: np.ndarray) -> torch.nn.Module:
+    """`model` with BatchNorm statistics of `faces` and random heads: freshly initialised, its
+    features shrink to ~1e-10 and every face would get the same answer."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # a plain average of what it sees
+            module.reset_running_stats()
+    torch.manual_seed(0)
+    for head in (model.gender_head, model.age_head):
+        torch.nn.init.normal_(head.weight, std=0.1)
+    with torch.no_grad():
+        model.train()(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255)
+    return model.eval()
 
 
 def test_calibration_and_flip_averaging_are_inside_the_exported_graph(tmp_path):

@@ -15,6 +15,7 @@ from agegender.models.deploy import DeployedModel
 from agegender.models.factory import create_model
 from agegender.preprocessing import normalize
 from agegender.training.model import TrainingModel
+from tests.test_export import _varying_network
 from tests.test_training import _tiny_transfer
 from tools.onnx_to_checkpoint import network_from_onnx
 
@@ -45,3 +46,18 @@ def test_the_network_read_back_from_onnx_matches_it_and_keeps_batchnorm_frozen(t
         not module.training for module in frozen.modules()
         if isinstance(module, torch.nn.BatchNorm2d))
     assert all(module.training for module in TrainingModel(model).train().modules())
+
+
+def test_a_luminance_model_reads_back_without_its_fixed_colour_weights(tmp_path):
+    config = _tiny_transfer(32)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, luminance=True))
+    faces = np.random.default_rng(2).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    model = _varying_network(create_model(config.model, config.preprocessing), faces)
+    save_checkpoint(tmp_path / "m.pt", model, config.to_dict())
+    exported = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    read_back = network_from_onnx(exported, create_model(config.model, config.preprocessing))
+    ours = TorchCheckpointBackend(DeployedModel(read_back), config.preprocessing).predict(faces)
+    theirs = OnnxBackend(exported, threads=1).predict(faces)
+    assert np.ptp(theirs.age) > 1  # the faces get different answers: a real comparison
+    np.testing.assert_allclose(ours.age, theirs.age, atol=0.02)
+    np.testing.assert_allclose(ours.prob_female, theirs.prob_female, atol=1e-3)

@@ -471,6 +471,11 @@ def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_model(tmp_pa
         init_checkpoint=str(tmp_path / "first" / "best.pt")), data, tmp_path / "steady")
     for name, value in steady.model.net.state_dict().items():
         torch.testing.assert_close(value, start[name])
+    # nor does luminance
+    grey = Trainer(dataclasses.replace(
+        config, model=dataclasses.replace(config.model, luminance=True),
+        init_checkpoint=str(tmp_path / "first" / "best.pt")), data, tmp_path / "grey")
+    assert grey.model.net.state_dict().keys() == start.keys()
 
 
 def test_device_auto_falls_back_to_the_cpu_and_a_missing_gpu_is_named():

@@ -38,6 +38,7 @@ def network_from_onnx(path: Path, model: nn.Module) -> nn.Module:
         numpy_helper.to_array(tensor).copy()) for tensor in graph.initializer
         if tensor.name.startswith(GRAPH_PREFIX)}
     state = model.state_dict()
+    fixed = {name for name, _ in model.named_buffers()} - state.keys()  # e.g. LuminanceInput's
     modules = dict(model.named_modules())
     for name, module in modules.items():
         if isinstance(module, nn.BatchNorm2d):
@@ -47,6 +48,8 @@ def network_from_onnx(path: Path, model: nn.Module) -> nn.Module:
             state[_next_batchnorm(name.removesuffix(".weight_bias"), modules) + ".bias"] = value
         elif name in state:
             state[name] = value.reshape(state[name].shape)
+        elif name in fixed:
+            continue
         else:
             raise ValueError(f"{path}: {name} has no place in the model")
     missing = [name for name, _ in model.named_parameters() if not _found(name, weights, modules)]
@@ -83,11 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("onnx", type=Path, help="a transfer model exported by agegender")
     parser.add_argument("--preset", default="transfer-mobilenet_v2")
     parser.add_argument("--antialias", action="store_true", help="the model was trained with it")
+    parser.add_argument("--luminance", action="store_true", help="the model was trained with it")
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
     args = parser.parse_args(argv)
     config = get_preset(args.preset)
     config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, antialias=args.antialias))
+        config.model, antialias=args.antialias, luminance=args.luminance))
     model = create_model(config.model, config.preprocessing, load_pretrained=False)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, network_from_onnx(args.onnx, model), config.to_dict())

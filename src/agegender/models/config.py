@@ -32,6 +32,10 @@ class ModelConfig:
     antialias: bool = option(
         False, doc="transfer models: blur before each strided convolution, so the answer "
                    "moves less when the face moves by a pixel (adds no weights)")
+    luminance: bool = option(
+        False, doc="transfer models: read only each pixel's brightness (the luma of Pillow's "
+                   "grayscale conversion), so a colour photo and its grayscale copy give the "
+                   "same answer (adds no weights)")
 
     def to_dict(self) -> dict:
         return asdict(self)

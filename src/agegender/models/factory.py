@@ -19,12 +19,13 @@ def create_model(config: ModelConfig, prep: Preprocessing, load_pretrained: bool
     to come from a checkpoint.
     """
     if config.architecture == "transfer":
-        from agegender.models.transfer import TransferModel
+        from agegender.models.transfer import LuminanceInput, TransferModel
 
         if prep.grayscale or not config.backbone:
             raise ValueError("a transfer model needs a backbone and RGB input")
+        colour = LuminanceInput(prep.mean, prep.std) if config.luminance else None
         return TransferModel(config.backbone, pretrained=config.pretrained and load_pretrained,
-                             dropout=config.dropout, antialias=config.antialias)
+                             dropout=config.dropout, antialias=config.antialias, colour=colour)
     try:
         architecture = SEED_ARCHITECTURES[config.architecture]
     except KeyError:

@@ -222,6 +222,7 @@ def _model_problems(config: TrainConfig) -> list[str]:
         "distillation from teachers": bool(config.teachers),
         "feature distillation (embedding_weight)": bool(config.embedding_weight),
         "antialias": config.model.antialias,
+        "luminance": config.model.luminance,
         "the consistency term (consistency_weight)": bool(config.consistency_weight),
     }
     problems = [f"{what} needs a transfer model (its age head predicts a distribution), not "

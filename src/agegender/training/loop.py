@@ -267,8 +267,9 @@ class Trainer:
 def _load_initial_weights(net: torch.nn.Module, model_config: ModelConfig, path: Path) -> None:
     """Fine-tuning: start `net` from a checkpoint of the same model."""
     payload = read_checkpoint(path)
-    # Anti-aliasing adds no weights, so a model without it can start one with it.
-    theirs = replace(ModelConfig(**payload["config"]["model"]), antialias=model_config.antialias)
+    # Anti-aliasing and luminance add no weights, so a model without them can start one with them.
+    theirs = replace(ModelConfig(**payload["config"]["model"]), antialias=model_config.antialias,
+                     luminance=model_config.luminance)
     if theirs != model_config:
         raise ValueError(f"{path} holds another model ({payload['config']['model']}) than "
                          f"this run's ({asdict(model_config)}); it cannot initialise it")
