@@ -21,6 +21,7 @@ from agegender.faces.align import (
     align_face_with_coverage,
     similarity_transform,
 )
+from agegender.faces.canonical import crop_of_face_image, subject_of
 from agegender.faces.detector import (
     DetectorConfig,
     FaceDetector,
@@ -85,6 +86,26 @@ def test_no_face_in_a_blank_image_and_faces_come_largest_first(detector, example
     faces = detector.detect(canvas)
     assert len(faces) == 2 and faces[0].area > faces[1].area
     assert faces[0].box[0] < 200 < faces[1].box[0]
+
+
+def test_a_dataset_crop_gives_its_centred_subject_not_a_larger_face_beside_it(detector, example):
+    """LFW's press photos are centred on the person they are labelled with; a neighbour's
+    face may be larger."""
+    big = example
+    small = np.asarray(Image.fromarray(big).resize((big.shape[1] * 2 // 3, big.shape[0] * 2 // 3)))
+    height, width = big.shape[0] + 40, big.shape[1] + small.shape[1] * 3
+    canvas = np.full((height, width, 3), 200, np.uint8)
+    canvas[20:20 + big.shape[0], :big.shape[1]] = big  # the larger face, at the left edge
+    top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    canvas[top:top + small.shape[0], left:left + small.shape[1]] = small  # the subject
+    faces = detector.detect(canvas)
+    assert len(faces) == 2 and faces[0].box[0] < left  # the larger one comes first
+    prep = Preprocessing(size=64, mean=0.5, std=0.25, align=True)
+    _, _, chosen = crop_of_face_image(canvas, prep, detector)
+    np.testing.assert_allclose(chosen.box, faces[1].box)
+    assert subject_of(faces, width, height) is faces[1]
+    # with no face over the centre, the largest
+    assert subject_of(faces, width * 4, height) is faces[0]
 
 
 def test_non_max_suppression_keeps_the_best_of_overlapping_boxes():

@@ -29,8 +29,9 @@ log = logging.getLogger("agegender")
 
 CACHE_FORMAT_VERSION = 1
 """Bump when the stored layout or the resize step changes, so old caches are not reused."""
-ALIGNMENT_VERSION = 4
-"""Bump when the template or the detector changes; part of the key of aligned caches."""
+ALIGNMENT_VERSION = 5
+"""Bump when the template, the detector or the choice of face changes; part of the key of
+aligned caches."""
 
 
 @dataclass(frozen=True)

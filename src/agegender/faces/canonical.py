@@ -23,15 +23,30 @@ def canonical_crop(image: np.ndarray, prep: Preprocessing,
 
 def crop_of_face_image(image: np.ndarray, prep: Preprocessing, detector: FaceDetector | None
                        ) -> tuple[np.ndarray, np.ndarray, Detection | None]:
-    """Canonical crop of an image that shows one face (a dataset crop): its largest detection
-    aligned, or the whole image when alignment is off or no face is found. Also the crop's
-    coverage (255 where it shows the image, 0 where the alignment reached past it)."""
+    """Canonical crop of an image that shows one face (a dataset crop): its subject
+    (`subject_of`) aligned, or the whole image when alignment is off or no face is found.
+    Also the crop's coverage (255 where it shows the image, 0 where the alignment reached
+    past it)."""
     detections = detector.detect(image) if prep.align and detector is not None else []
     if not detections:
         crop = canonical_crop(image, prep, None)
         return crop, np.full(crop.shape[:2], 255, dtype=np.uint8), None
-    aligned, coverage = align_face_with_coverage(image, detections[0].landmarks, prep.size)
-    return resize_face(aligned, prep), coverage, detections[0]
+    subject = subject_of(detections, image.shape[1], image.shape[0])
+    aligned, coverage = align_face_with_coverage(image, subject.landmarks, prep.size)
+    return resize_face(aligned, prep), coverage, subject
+
+
+def subject_of(detections: list[Detection], width: int, height: int) -> Detection:
+    """The face a dataset crop is about: the largest detection whose box holds the image's
+    centre, else the largest. Dataset crops are centred on their subject, while a larger
+    face may stand beside it (LFW's press photos: a neighbour's face, its gender not the
+    label's)."""
+    centre_x, centre_y = width / 2, height / 2
+    for detection in detections:  # largest first
+        x, y, w, h = detection.box
+        if x <= centre_x <= x + w and y <= centre_y <= y + h:
+            return detection
+    return detections[0]
 
 
 def aligned_crop(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
