@@ -17,7 +17,7 @@ from agegender.evaluation.report import EvalPredictions, write_report
 
 NAN = math.nan
 PLOTS = ("confusion_matrix.png", "age_scatter.png", "age_error_histogram.png",
-         "mae_by_age_group.png")
+         "groups_age_group.png")
 
 
 def _predictions(count: int = 30, with_images: bool = True) -> EvalPredictions:

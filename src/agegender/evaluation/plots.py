@@ -160,28 +160,6 @@ def plot_prediction_grid(
     _save(figure, out_png)
 
 
-def plot_mae_by_group(age_metrics_dict: dict, out_png: Path | str) -> None:
-    """Bar chart of MAE per age group (from `age_metrics`), with counts and the overall MAE."""
-    groups = age_metrics_dict.get("mae_by_group", {})
-    figure = _new_figure(7, 4)
-    axes = figure.add_subplot()
-    if groups:
-        bars = axes.bar(list(groups), [group["mae"] for group in groups.values()],
-                        color="tab:blue")
-        axes.bar_label(bars, labels=[f"n={group['n']}" for group in groups.values()], fontsize=7)
-        overall = age_metrics_dict.get("mae")
-        if overall is not None:
-            axes.axhline(overall, color="k", linestyle="--", linewidth=1,
-                         label=f"overall {overall:.2f}")
-            axes.legend()
-    else:
-        _mark_no_data(axes)
-    axes.set_title("Age MAE by true age group")
-    axes.set_xlabel("true age")
-    axes.set_ylabel("MAE (years)")
-    _save(figure, out_png)
-
-
 def plot_groups(groups: dict[str, dict], title: str, out_png: Path | str) -> None:
     """Per group (from `groups.fairness_by_group`): age MAE and bias, and gender accuracy with
     the recall of women and of men, side by side, so the worst-served group stands out."""

@@ -26,7 +26,6 @@ from agegender.evaluation.plots import (
     plot_error_histogram,
     plot_groups,
     plot_interval_coverage,
-    plot_mae_by_group,
     plot_prediction_grid,
     plot_reliability,
 )
@@ -105,7 +104,6 @@ def write_report(
         plot_age_scatter(predictions.age_true, predictions.age_pred, out / "age_scatter.png")
         plot_error_histogram(predictions.age_true, predictions.age_pred,
                              out / "age_error_histogram.png")
-        plot_mae_by_group(metrics["age"], out / "mae_by_age_group.png")
     if "gender" in metrics:
         plot_confusion_matrix(metrics["gender"]["confusion"], out / "confusion_matrix.png")
     _plot_fairness(metrics, out)
