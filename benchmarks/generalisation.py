@@ -32,10 +32,12 @@ from agegender.evaluation.views import VIEWS, evaluate_views
 from agegender.inference.predictor import bundled_model_path
 from benchmarks.common import argument_parser, write_json
 
-FIGURES = (  # key, title, format of a value, format of a difference
+FIGURES = (  # key, title, format of a value, format of a difference (None: not shown)
     ("mae", "age MAE (years)", "{:.2f}", "{:+.2f}"),
     ("bias", "mean signed age error (years, predicted - true)", "{:+.2f}", "{:+.2f}"),
     ("gender_acc", "gender accuracy", "{:.3f}", "{:+.3f}"),
+    ("gender_acc_se", "gender accuracy's standard error (bootstrap drawing people on LFW, "
+                      "photos on UTKFace)", "{:.3f}", None),
     ("female_recall", "women's recall (women called women)", "{:.3f}", "{:+.3f}"),
     ("male_recall", "men's recall (men called men)", "{:.3f}", "{:+.3f}"),
 )
@@ -65,12 +67,14 @@ def model_labels(models: list[Path]) -> list[str]:
             for index, stem in enumerate(stems)]
 
 
-def _cell(value: float | None, reference: float | None, formats: tuple[str, str]) -> str:
-    """A value, and its difference from the reference's where there is one."""
+def _cell(value: float | None, reference: float | None, formats: tuple[str, str | None]) -> str:
+    """A value, and its difference from the reference's where there is one to show."""
     if value is None:
         return "-"
     text = formats[0].format(value)
-    return text if reference is None else f"{text} ({formats[1].format(value - reference)})"
+    if reference is None or formats[1] is None:
+        return text
+    return f"{text} ({formats[1].format(value - reference)})"
 
 
 def _table(headers: list[list[str]], rows: list[list[str]]) -> str:

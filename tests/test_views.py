@@ -12,6 +12,7 @@ from PIL import Image
 from agegender.evaluation.views import (
     VIEWS,
     bias_by_age_group,
+    clustered_standard_error,
     evaluate_views,
     faded,
     grayscale,
@@ -171,3 +172,18 @@ def test_evaluate_views_on_a_small_folder(tmp_path: Path):
                                               predicted.prob_female)
     with pytest.raises(ValueError, match="unknown views"):
         evaluate_views({"bundled": model}, {}, ["utkface-sepia"])
+
+
+def test_photos_of_one_person_count_as_one_draw_in_the_standard_error():
+    hits = np.ones(200)
+    hits[:20] = 0  # 0.9 right
+    alone = clustered_standard_error(hits, np.full(200, -1))
+    assert alone == pytest.approx(np.sqrt(0.9 * 0.1 / 200), rel=0.15)  # the binomial one
+    one_person = np.arange(200)
+    one_person[:20] = 0  # every error from one person with 20 photos
+    assert clustered_standard_error(hits, one_person) > 2 * alone
+    assert clustered_standard_error(hits[:1], np.zeros(1)) is None
+    figures = view_figures(np.full(200, np.nan), np.full(200, 30.0), np.ones(200),
+                           np.where(hits == 1, 0.9, 0.1), person=one_person)
+    assert figures["gender_acc"] == pytest.approx(0.9)
+    assert figures["gender_acc_se"] == pytest.approx(clustered_standard_error(hits, one_person))

@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 from PIL import Image, ImageFilter
 
 from agegender.data.labelled import LabelledFaces, load_labelled_faces
-from agegender.data.records import GENDER_NAMES
+from agegender.data.records import FEMALE, GENDER_NAMES, GENDER_THRESHOLD
 from agegender.evaluation.metrics import (
     AGE_GROUP_LABELS,
     age_group_ids,
@@ -50,6 +50,7 @@ FADED_CAST = np.array([1.04, 1.00, 0.85])
 NOISY_BLUR_PER_112_PX = 0.8
 NOISY_SIGMA = 6.0
 NOISY_JPEG_QUALITY = 60
+BOOTSTRAP_DRAWS = 1000
 
 Change = Callable[[np.ndarray], np.ndarray]
 """A view's change: uint8 N×H×W×C crops → the same faces in that view, same shape and dtype."""
@@ -161,15 +162,36 @@ def bias_by_age_group(age_true: ArrayLike, age_pred: ArrayLike) -> dict[str, dic
             for index, label in enumerate(AGE_GROUP_LABELS) if (groups == index).any()}
 
 
+def clustered_standard_error(values: ArrayLike, clusters: ArrayLike,
+                             draws: int = BOOTSTRAP_DRAWS) -> float | None:
+    """Bootstrap standard error of the mean of `values`, drawing whole clusters (a person's
+    photos) instead of rows: one person's photos are not independent, so a few people with many
+    photos (LFW) make a per-photo figure noisier than its count suggests. A row whose cluster
+    is unknown (-1) is a cluster of its own. None below two rows."""
+    values, clusters = np.asarray(values, dtype=float), np.asarray(clusters)
+    if len(values) < 2:
+        return None
+    own = np.arange(len(values)) + max(int(clusters.max()), 0) + 1
+    _, index = np.unique(np.where(clusters < 0, own, clusters), return_inverse=True)
+    sums, counts = np.bincount(index, weights=values), np.bincount(index)
+    picks = np.random.default_rng(VIEW_SEED).integers(0, len(sums), (draws, len(sums)))
+    return float((sums[picks].sum(1) / counts[picks].sum(1)).std())
+
+
 def view_figures(age_true: ArrayLike, age_pred: ArrayLike, gender_true: ArrayLike,
-                 prob_female: ArrayLike) -> dict:
+                 prob_female: ArrayLike, person: ArrayLike | None = None) -> dict:
     """Figures of one model on one view: `n`, age `mae` and `bias` (mean signed error) with
-    `bias_by_group` and `mae_by_group`, `gender_acc`, and the recall of women and of men.
-    A figure without labels to judge it (ages on LFW) is None."""
+    `bias_by_group` and `mae_by_group`, `gender_acc` with its standard error `gender_acc_se`
+    (drawing people, where `person` says who each face is; -1: unknown), and the recall of
+    women and of men. A figure without labels to judge it (ages on LFW) is None."""
     true, pred = np.asarray(age_true, dtype=float), np.asarray(age_pred, dtype=float)
     aged = np.isfinite(true)
     age, gender = age_metrics(true, pred), gender_metrics(gender_true, prob_female)
     recall = {name: gender["per_class"][name]["recall"] for name in GENDER_NAMES}
+    gender_true, prob_female = np.asarray(gender_true, dtype=float), np.asarray(prob_female)
+    gendered = np.isfinite(gender_true)
+    hits = (prob_female[gendered] >= GENDER_THRESHOLD) == (gender_true[gendered] == FEMALE)
+    people = np.full(len(true), -1) if person is None else np.asarray(person)
     return {
         "n": len(true),
         "age_n": age["n"],
@@ -179,6 +201,7 @@ def view_figures(age_true: ArrayLike, age_pred: ArrayLike, gender_true: ArrayLik
         "mae_by_group": age["mae_by_group"],
         "gender_n": gender["n"],
         "gender_acc": gender["accuracy"],
+        "gender_acc_se": clustered_standard_error(hits, people[gendered]),
         "female_recall": recall["female"],
         "male_recall": recall["male"],
     }
@@ -220,7 +243,8 @@ def evaluate_views(models: dict[str, Path], data: dict[str, Path | None], views:
 
 def _figures_of(backend: ModelBackend, images: np.ndarray, faces: LabelledFaces) -> dict:
     predicted = predict_in_batches(backend, images)
-    return view_figures(faces.age, predicted.age, faces.gender, predicted.prob_female)
+    return view_figures(faces.age, predicted.age, faces.gender, predicted.prob_female,
+                        faces.person)
 
 
 def _split_faces(path: Path | None, dataset: str, prep: Preprocessing, split: str,
@@ -237,4 +261,5 @@ def _split_faces(path: Path | None, dataset: str, prep: Preprocessing, split: st
         return f"{path}: no {split!r} faces"
     return LabelledFaces(images=np.asarray(data.images[rows]), age=data.age[rows],
                          gender=data.gender[rows], race=data.race[rows],
-                         sources=[data.sources[i] for i in rows], split=data.split[rows])
+                         sources=[data.sources[i] for i in rows], split=data.split[rows],
+                         person=data.person[rows])
