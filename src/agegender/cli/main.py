@@ -33,9 +33,25 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                        help="decoded-image cache (default: $AGEGENDER_CACHE or ~/.cache/agegender)")
 
 
+class VersionAction(argparse.Action):
+    """`--version`: argparse's own action prints a fixed string; this one reads the model's
+    checksum only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args) -> None:
+        from agegender.bundled import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agegender", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the version and the bundled model's identity, then exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
