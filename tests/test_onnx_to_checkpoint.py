@@ -13,11 +13,11 @@ from agegender.inference.backends import OnnxBackend, TorchCheckpointBackend
 from agegender.models.checkpoint import save_checkpoint
 from agegender.models.deploy import DeployedModel
 from agegender.models.factory import create_model
+from agegender.models.onnx_weights import network_from_onnx
 from agegender.preprocessing import normalize
 from agegender.training.model import TrainingModel
 from tests.test_export import _varying_network
 from tests.test_training import _tiny_transfer
-from tools.onnx_to_checkpoint import network_from_onnx
 
 
 def test_the_network_read_back_from_onnx_matches_it_and_keeps_batchnorm_frozen(tmp_path):
