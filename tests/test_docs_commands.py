@@ -66,8 +66,12 @@ class Block:
     text: str
 
 
+EXAMPLE = re.compile(r"^````.*?^````$", re.M | re.S)
+"""A four-backtick fence shows markdown as an example (docs/contributing.md): never run."""
+
+
 def runnable_blocks(page: Path) -> list[Block]:
-    markdown = page.read_text()
+    markdown = EXAMPLE.sub(lambda example: "\n" * example[0].count("\n"), page.read_text())
     blocks = []
     for match in BLOCK.finditer(markdown):
         kind = match["kind"]
