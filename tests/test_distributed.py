@@ -24,7 +24,7 @@ QUICK = ["--epochs", "1", "--limit", "300", "--batch-size", "16"]
 """What the tests add to the page's commands: a run of seconds."""
 
 
-def _readme_command(option: str, values: dict[str, str]) -> list[str]:
+def _page_command(option: str, values: dict[str, str]) -> list[str]:
     """The scale page's torchrun line that has `option`, with the values of the options in
     `values` replaced, run by this Python (`torchrun` is `python -m torch.distributed.run`)."""
     lines = [line for line in SCALE_PAGE.read_text().splitlines()
@@ -91,7 +91,7 @@ def test_validation_shards_partition_the_split():
 @pytest.fixture(scope="module")
 def two_process_run(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp") / "run"
-    _run(_readme_command("--standalone", {"--nproc_per_node": "2", "--data": str(archive),
+    _run(_page_command("--standalone", {"--nproc_per_node": "2", "--data": str(archive),
                                           "--out": str(out)}) + QUICK)
     return out
 
@@ -127,7 +127,7 @@ def test_the_two_process_checkpoint_predicts(two_process_run: Path, archive: Pat
 def test_a_run_resumes_under_torchrun(two_process_run: Path, tmp_path: Path):
     run = tmp_path / "run"
     shutil.copytree(two_process_run, run)
-    prefix = _readme_command("--standalone", {"--nproc_per_node": "2"})
+    prefix = _page_command("--standalone", {"--nproc_per_node": "2"})
     launcher = prefix[:prefix.index("train") + 1]
     _run([*launcher, "--resume", "--out", str(run), "--epochs", "2"])
     assert [row["epoch"] for row in _rows(run / "log.csv")] == ["1", "2"]
@@ -138,7 +138,7 @@ def test_a_run_resumes_under_torchrun(two_process_run: Path, tmp_path: Path):
 def test_two_launchers_train_as_two_machines(archive: Path, two_process_run: Path,
                                              tmp_path: Path):
     out = tmp_path / "run"
-    command = _readme_command("--nnodes", {
+    command = _page_command("--nnodes", {
         "--nnodes": "2", "--nproc_per_node": "1",
         "--rdzv-endpoint": f"127.0.0.1:{_free_port()}", "--data": str(archive),
         "--out": str(out)}) + QUICK
