@@ -1,4 +1,4 @@
-"""Training under torchrun: rank shards, and the README's two torchrun commands run for real
+"""Training under torchrun: rank shards, and the two torchrun commands of docs/scale.md run for real
 (2 CPU processes with gloo; 2 launchers on 127.0.0.1 standing in for 2 machines)."""
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ import pytest
 from agegender.cli.main import EXIT_OK, main
 from agegender.training.distributed import Ranks, shard, step_batches
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SCALE_PAGE = Path(__file__).resolve().parents[1] / "docs" / "scale.md"
 QUICK = ["--epochs", "1", "--limit", "300", "--batch-size", "16"]
-"""What the tests add to the README's commands: a run of seconds."""
+"""What the tests add to the page's commands: a run of seconds."""
 
 
-def _readme_command(option: str, values: dict[str, str]) -> list[str]:
-    """The README's torchrun line that has `option`, with the values of the options in
+def _page_command(option: str, values: dict[str, str]) -> list[str]:
+    """The scale page's torchrun line that has `option`, with the values of the options in
     `values` replaced, run by this Python (`torchrun` is `python -m torch.distributed.run`)."""
-    lines = [line for line in README.read_text().splitlines()
+    lines = [line for line in SCALE_PAGE.read_text().splitlines()
              if line.startswith("torchrun ") and f" {option} " in line]
-    assert len(lines) == 1, f"README: one torchrun line with {option}"
+    assert len(lines) == 1, f"{SCALE_PAGE}: one torchrun line with {option}"
     words = shlex.split(lines[0])
     for name, value in values.items():
         words[words.index(name) + 1] = value
@@ -91,7 +91,7 @@ def test_validation_shards_partition_the_split():
 @pytest.fixture(scope="module")
 def two_process_run(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp") / "run"
-    _run(_readme_command("--standalone", {"--nproc_per_node": "2", "--data": str(archive),
+    _run(_page_command("--standalone", {"--nproc_per_node": "2", "--data": str(archive),
                                           "--out": str(out)}) + QUICK)
     return out
 
@@ -127,7 +127,7 @@ def test_the_two_process_checkpoint_predicts(two_process_run: Path, archive: Pat
 def test_a_run_resumes_under_torchrun(two_process_run: Path, tmp_path: Path):
     run = tmp_path / "run"
     shutil.copytree(two_process_run, run)
-    prefix = _readme_command("--standalone", {"--nproc_per_node": "2"})
+    prefix = _page_command("--standalone", {"--nproc_per_node": "2"})
     launcher = prefix[:prefix.index("train") + 1]
     _run([*launcher, "--resume", "--out", str(run), "--epochs", "2"])
     assert [row["epoch"] for row in _rows(run / "log.csv")] == ["1", "2"]
@@ -138,7 +138,7 @@ def test_a_run_resumes_under_torchrun(two_process_run: Path, tmp_path: Path):
 def test_two_launchers_train_as_two_machines(archive: Path, two_process_run: Path,
                                              tmp_path: Path):
     out = tmp_path / "run"
-    command = _readme_command("--nnodes", {
+    command = _page_command("--nnodes", {
         "--nnodes": "2", "--nproc_per_node": "1",
         "--rdzv-endpoint": f"127.0.0.1:{_free_port()}", "--data": str(archive),
         "--out": str(out)}) + QUICK
@@ -195,7 +195,7 @@ def test_a_frozen_epoch_and_the_consistency_term_train_under_ddp(tmp_path: Path)
 
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
-    root = str(README.parent)  # the script imports tests.conftest
+    root = str(SCALE_PAGE.parents[1])  # the script imports tests.conftest
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
           str(script), str(tmp_path)], env={**os.environ, "PYTHONPATH": path})

@@ -1,5 +1,5 @@
 """`agegender` command line: train, calibrate, evaluate, predict, export, convert-checkpoint,
-explain, compare, serve.
+check-data, explain, compare, serve.
 
 Thin: parsing here, work in the packages.
 """
@@ -33,9 +33,25 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                        help="decoded-image cache (default: $AGEGENDER_CACHE or ~/.cache/agegender)")
 
 
+class VersionAction(argparse.Action):
+    """`--version`: argparse's own action prints a fixed string; this one reads the model's
+    checksum only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args) -> None:
+        from agegender.bundled import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agegender", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the version and the bundled model's identity, then exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -107,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
              "trusting its pickled objects: only for files from a source you trust)")
     convert.add_argument("checkpoint", type=Path, help="the old checkpoint (.pt)")
     convert.add_argument("--output", type=Path, required=True, help="the converted .pt")
+    check = commands.add_parser(
+        "check-data", help="check a dataset before training: the images and labels that "
+                           "would be used, and every entry that would be skipped, with why",
+        description="Open a dataset as train and evaluate do, decode every image, and report "
+                    "the labels and splits found and each skipped row or unreadable image. "
+                    "Exit status 0: all usable; 1: some entries would be skipped; 2: nothing "
+                    "usable.")
+    check.add_argument("--data", type=Path, required=True,
+                       help="any dataset train takes (a folder with labels.csv, ...)")
+    check.add_argument("--split-file", type=Path,
+                       help="CSV with file,split columns (default: split.csv beside the data)")
+    check.add_argument("--no-decode", action="store_true",
+                       help="read the labels only; do not decode the images")
     explain.add_parser(commands)
     compare.add_parser(commands)
     serve.add_parser(commands)
@@ -249,6 +278,15 @@ def _convert_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_data(args: argparse.Namespace) -> int:
+    from agegender.data.check import check_data
+
+    check = check_data(args.data, split_file=args.split_file, decode=not args.no_decode)
+    for line in check.lines():
+        print(line)
+    return EXIT_SOME_FAILED if check.problems else EXIT_OK
+
+
 def _headline(metrics: dict, where: str) -> str:
     def fmt(key: str, digits: int) -> str:
         value = metrics.get(key)
@@ -260,7 +298,8 @@ def _headline(metrics: dict, where: str) -> str:
 
 
 COMMANDS = {"train": _train, "calibrate": _calibrate, "evaluate": _evaluate, "predict": _predict,
-            "export": _export, "convert-checkpoint": _convert_checkpoint, "explain": explain.run,
+            "export": _export, "convert-checkpoint": _convert_checkpoint,
+            "check-data": _check_data, "explain": explain.run,
             "compare": compare.run, "serve": serve.run}
 
 

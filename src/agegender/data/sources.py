@@ -23,8 +23,9 @@ SKIPPED_SHOWN = 10
 """How many skipped entries the summary names before saying "and N more"."""
 
 
-def open_source(path: Path | str) -> FaceSource:
-    """Load the dataset at path; warn once about skipped entries.
+def open_source(path: Path | str, warn: bool = True) -> FaceSource:
+    """Load the dataset at path; warn once about skipped entries (unless `warn` is False:
+    the caller reports them).
 
     A directory with `list_attr_celeba.txt` → CelebA; with `male_names.txt` and
     `female_names.txt` → LFW; with `fairface_label_train.csv` or `fairface_label_val.csv` →
@@ -42,7 +43,7 @@ def open_source(path: Path | str) -> FaceSource:
     if not source.records:
         raise ValueError(f"{path}: no usable face images found"
                          + (f"; {skipped_summary(path, source)}" if source.skipped else ""))
-    if source.skipped:
+    if source.skipped and warn:
         log.warning("%s: %s", path, skipped_summary(path, source))
     return source
 

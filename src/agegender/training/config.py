@@ -63,6 +63,9 @@ class AugmentConfig:
             raise ValueError(f"{', '.join(wrong)}: a share of the faces, between 0 and 1")
 
 
+BUNDLED_INIT = "bundled"
+"""`--init bundled`: start from the bundled model's network, read back from its ONNX file."""
+
 NESTED = {"model": ModelConfig, "preprocessing": Preprocessing, "augment": AugmentConfig}
 """The sections of a `TrainConfig`, each a dataclass of its own."""
 
@@ -140,9 +143,10 @@ class TrainConfig:
         0.0, doc="feature distillation: above 0, a linear map from the backbone's pooled "
                  "features learns the face descriptors stored in --soft-targets (cosine "
                  "distance, this weight); the map is dropped after training")
-    init_checkpoint: str | None = option(None, flag="--init",
-                                         doc="fine-tune: start from this checkpoint's weights "
-                                             "(same model)")
+    init_checkpoint: str | None = option(
+        None, flag="--init",
+        doc="fine-tune: start from this checkpoint's weights (same model), or 'bundled' for "
+            "the bundled model's network (preset finetune-bundled sets the rest)")
     consistency_weight: float = option(
         0.0, doc="above 0, each batch is also seen under a second augmentation, and the two "
                  "predictions' disagreement is penalised with this weight, so the answer "
@@ -231,6 +235,9 @@ def _model_problems(config: TrainConfig) -> list[str]:
     if transfer and config.age_loss != "dldl":
         problems.append("a transfer model trains with the 'dldl' age loss (its age head "
                         f"predicts a distribution), not {config.age_loss!r}")
+    if config.init_checkpoint == BUNDLED_INIT and not config.freeze_batchnorm:
+        problems.append("--init bundled needs --freeze-batchnorm: the bundled model's "
+                        "BatchNorms are folded into its convolutions")
     if config.embedding_weight and not config.soft_targets:
         problems.append("feature distillation (embedding_weight) needs soft_targets with "
                         "descriptors")

@@ -20,7 +20,7 @@ from agegender.models.config import ModelConfig
 from agegender.models.factory import create_model
 from agegender.training import distributed
 from agegender.training.batches import make_batch
-from agegender.training.config import TrainConfig
+from agegender.training.config import BUNDLED_INIT, TrainConfig
 from agegender.training.model import TrainingModel
 from agegender.training.sampling import epoch_order, sampling_weights
 from agegender.training.step import StepResult, TrainStep
@@ -97,8 +97,12 @@ class Trainer:
             raise ValueError("the training split is empty")
         self.sampling_weights = sampling_weights(data, self.train_rows, config)
         torch.manual_seed(config.seed)
-        net = create_model(config.model, config.preprocessing)
-        if config.init_checkpoint:
+        # fine-tuning replaces every weight: no need to read ImageNet weights first
+        net = create_model(config.model, config.preprocessing,
+                           load_pretrained=not config.init_checkpoint)
+        if config.init_checkpoint == BUNDLED_INIT:
+            _load_bundled_weights(net, config)
+        elif config.init_checkpoint:
             _load_initial_weights(net, config.model, Path(config.init_checkpoint))
         keys = ["prob_female"] + (["descriptor"] if config.embedding_weight else [])
         soft_targets = (read_soft_targets(Path(config.soft_targets), data.sources, keys)
@@ -274,6 +278,24 @@ def _load_initial_weights(net: torch.nn.Module, model_config: ModelConfig, path:
         raise ValueError(f"{path} holds another model ({payload['config']['model']}) than "
                          f"this run's ({asdict(model_config)}); it cannot initialise it")
     net.load_state_dict(payload["model_state"])
+
+
+def _load_bundled_weights(net: torch.nn.Module, config: TrainConfig) -> None:
+    """`--init bundled`: start `net` from the bundled model's network (its ONNX file)."""
+    from agegender.bundled import bundled_record
+    from agegender.inference.predictor import bundled_model_path
+    from agegender.models.onnx_weights import network_from_onnx
+    from agegender.training.presets import get_preset
+
+    record = bundled_record()
+    bundled = get_preset(record.preset)
+    theirs = replace(bundled.model, antialias=config.model.antialias,
+                     luminance=config.model.luminance, pretrained=config.model.pretrained)
+    if theirs != config.model or bundled.preprocessing != config.preprocessing:
+        raise ValueError(f"--init bundled starts from the bundled model, a {record.preset} "
+                         "network on its preprocessing; this run's model or input differs "
+                         "(use --preset finetune-bundled)")
+    network_from_onnx(bundled_model_path(), net)
 
 
 def _append_rows(path: Path, columns: list[str], rows: list[dict]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD
 from agegender.models.config import ModelConfig
 from agegender.preprocessing import Preprocessing
-from agegender.training.config import TrainConfig
+from agegender.training.config import BUNDLED_INIT, TrainConfig
 
 PRESETS: dict[str, TrainConfig] = {
     # One multi-output CNN: conv blocks 32/64/128/256 + max-pool, 2×dense 256 + dropout.
@@ -45,6 +47,15 @@ def _transfer(backbone: str, size: int, mean: tuple[float, ...], std: tuple[floa
 PRESETS["transfer-mobilenet_v2"] = _transfer("mobilenet_v2", 112, IMAGENET_MEAN, IMAGENET_STD)
 PRESETS["transfer-efficientnet_lite0"] = _transfer("efficientnet_lite0", 112, TF_LITE_MEAN,
                                                    TF_LITE_STD)
+
+# Fine-tune the bundled model on a user's own faces: its network (MobileNetV2, anti-aliased),
+# read back from the ONNX file with its BatchNorms folded and so frozen; a short schedule at the
+# learning rate of its last stage.
+PRESETS["finetune-bundled"] = replace(
+    PRESETS["transfer-mobilenet_v2"], preset="finetune-bundled",
+    model=replace(PRESETS["transfer-mobilenet_v2"].model, antialias=True),
+    init_checkpoint=BUNDLED_INIT, freeze_batchnorm=True, freeze_backbone_epochs=0, epochs=5,
+    lr=3e-4, batch_size=32)
 
 
 def get_preset(name: str) -> TrainConfig:
