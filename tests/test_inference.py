@@ -119,9 +119,9 @@ def test_the_writers_round_full_precision_rows(tmp_path):
     with ResultWriter(RESULT_COLUMNS, tmp_path / "rows.jsonl") as writer:
         writer.write(row.to_dict())
     written = json.loads((tmp_path / "rows.jsonl").read_text())
-    assert (written["x"], written["w"], written["age"], written["gender_prob"]) == (
-        10, 100, 35.0, 0.9735)
-    assert isinstance(written["x"], int)
+    assert (written["box"], written["age"], written["gender_prob"]) == (
+        [10, -4, 100, 120], 35.0, 0.9735)
+    assert isinstance(written["box"][0], int)
     assert row.age == 34.96123 and row.x == 10.5  # the row itself is left as it was
 
 
