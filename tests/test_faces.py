@@ -318,7 +318,7 @@ def test_the_python_api_takes_paths_and_arrays(aligned_checkpoint, scene_files, 
     from_path = predictor.predict(scene_files[1])
     assert len(from_path) == 1 and isinstance(from_path[0], FaceResult)
     assert from_path[0].file == str(scene_files[1])
-    with pytest.raises(ImageReadError, match="broken.jpg"):
+    with pytest.raises(ImageReadError, match=r"broken\.jpg"):
         predictor.predict(scene_files[-1])
     assert predictor.predict(example)[0].error is None
 

@@ -53,4 +53,5 @@ class FailureLog:
         hidden = self.count - MAX_REASONS
         if hidden > 0:
             where = f"; every reason is in {self.where}" if self.where else ""
-            log.warning("… and %s more%s", plural(hidden, "failure"), where)
+            log.warning("… and %d more %s%s", hidden, "failure" if hidden == 1 else "failures",
+                        where)

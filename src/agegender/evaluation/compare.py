@@ -111,8 +111,9 @@ PROVENANCE = (("data", ("provenance", "data")), ("split", ("split",)),
               ("model", ("provenance", "model")), ("date", ("provenance", "date")))
 """What each report measured, shown above its figures."""
 
-MUST_MATCH = ("data", "split", "images")
-"""Provenance rows that must be equal for figures to be compared like for like."""
+MUST_MATCH = {"data": "data", "split": "splits", "images": "numbers of images"}
+"""Provenance rows that must be equal for figures to be compared like for like (and how a
+difference in each is said)."""
 
 
 def provenance_rows(reports: list[dict]) -> list[tuple[str, list[str]]]:
@@ -136,8 +137,8 @@ def mismatches(provenance: list[tuple[str, list[str]]], names: list[str]) -> lis
         if title in MUST_MATCH and len(set(values)) > 1:
             said = "; ".join(f"{name}: {value or 'not recorded'}"
                              for name, value in zip(names, values, strict=True))
-            found.append(f"the reports measured different {title} ({said}): their figures "
-                         "are not like for like")
+            found.append(f"the reports measured different {MUST_MATCH[title]} ({said}): "
+                         "their figures are not like for like")
     return found
 
 

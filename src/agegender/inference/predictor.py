@@ -20,6 +20,7 @@ from agegender.faces.canonical import aligned_crop, canonical_crop, crop_of_face
 from agegender.faces.detector import Detection, FaceDetector
 from agegender.imageio import ImageReadError, as_rgb, decode_image
 from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
+from agegender.inference.inputs import expand_inputs
 from agegender.inference.video import VideoReadError, is_video, iter_frames
 from agegender.limits import check
 
@@ -270,9 +271,9 @@ class Predictor:
     def predict_paths(self, paths: Iterable[Path | str], workers: int = 1,
                       keep_images: bool = False, every: int = 1) -> Iterator[ImageResult]:
         """One result per image (per sampled frame of a video: every `every`-th), in input
-        order; unreadable files give error rows and never stop the run. Folders and globs are
-        not expanded here (`agegender.inference.inputs.expand_inputs` does); `-` is standard
-        input.
+        order; unreadable files give error rows and never stop the run. A folder stands for its
+        images and videos (searched recursively); `-` is standard input; globs are not expanded
+        here (`agegender.inference.inputs.expand_inputs` does).
 
         `workers` threads decode, detect and align ahead of the model (a bounded window, so
         memory does not grow with the number of paths); faces of several images share a batch.
@@ -380,8 +381,12 @@ class _Lazy(Generic[T]):
 
 
 def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
-    """Stills as they are; videos as their sampled frames, then their error if decoding failed."""
+    """Stills as they are; videos as their sampled frames, then their error if decoding failed;
+    a folder's images and videos (searched recursively, as `agegender predict` does)."""
     for path in paths:
+        if path.is_dir():
+            yield from _items(_folder_files(path), every)
+            continue
         if not is_video(path):
             yield _Item(path)
             continue
@@ -390,6 +395,10 @@ def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
                 yield _Item(path, frame.image, frame.index, frame.time)
         except VideoReadError as error:
             yield _Item(path, error=error)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return [item.path for item in expand_inputs([str(folder)])[0]]
 
 
 def _ordered_map(function: Callable[[_Item], _Analysed], items: Iterable[_Item],

@@ -80,8 +80,7 @@ function show(bitmap, answer) {
     rows.append(faceRow(face));
   });
   $("result").hidden = false;
-  say(answer.faces.length === 1 ? "1 face found."
-    : answer.faces.length === 0 ? "No face detected." : `${answer.faces.length} faces found.`);
+  say(answer.faces.length === 1 ? "1 face found." : `${answer.faces.length} faces found.`);
 }
 
 // The face numbers are the API's (and the CLI's): from 0, largest first.
