@@ -174,3 +174,12 @@ def test_per_channel_normalisation_matches_between_numpy_and_torch_layouts():
                                rtol=1e-5)
     with pytest.raises(ValueError, match="3 channels"):
         Preprocessing(mean=(0.1, 0.2))
+
+
+@pytest.mark.parametrize("content", [b"\x00", b"\x01\x02", b"\xff\xd8", b"\x89P"])
+def test_a_few_bytes_are_read_without_tripping_a_format_check(content):
+    """Pillow's signature checks may read past a short prefix: a few bytes are no image."""
+    from agegender.imageio import NotAnImageError
+
+    with pytest.raises(NotAnImageError):
+        decode_image(content)

@@ -110,7 +110,16 @@ def _known_format(prefix: bytes) -> bool:
     """Whether the first bytes are those of an image format Pillow recognises by its
     signature (formats that accept any bytes do not count)."""
     Image.init()
-    return any(accept is not None and accept(prefix) for _, accept in Image.OPEN.values())
+    padded = prefix.ljust(16, b"\0")  # some signature checks read a fixed length
+    return any(accept is not None and _accepts(accept, padded)
+               for _, accept in Image.OPEN.values())
+
+
+def _accepts(accept: Any, prefix: bytes) -> bool:
+    try:
+        return bool(accept(prefix))
+    except Exception:  # a plugin's check that trips on these bytes does not recognise them
+        return False
 
 
 def too_large(pixels: int | None, size: tuple[int, int] | None = None) -> str:
