@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,27 +202,36 @@ def predict_on_ray(files: list[str], model: str | None, batch_size: int, options
                                    // options.threads_per_actor)
     log.info("predicting %d files on Ray with %d actors", len(files), actors)
     items = [{"file": file, "location": _location(file)} for file in files]
-    dataset = ray.data.from_items(items).map_batches(
-        PredictActor, batch_size=options.files_per_batch, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        fn_constructor_kwargs={"model": model and str(Path(model).absolute()),
-                               "batch_size": batch_size, "aligned": aligned,
-                               "threads": options.threads_per_actor,
-                               "whole_image": whole_image, "faces": faces},
-        num_cpus=options.threads_per_actor)
+    with warnings.catch_warnings():
+        # max_restarts as a keyword is the way Ray Data documents, deprecated for Ray 2.64
+        warnings.filterwarnings("ignore", "`ray_remote_args`", DeprecationWarning)
+        dataset = ray.data.from_items(items).map_batches(
+            PredictActor, batch_size=options.files_per_batch, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            fn_constructor_kwargs={"model": model and str(Path(model).absolute()),
+                                   "batch_size": batch_size, "aligned": aligned,
+                                   "threads": options.threads_per_actor,
+                                   "whole_image": whole_image, "faces": faces},
+            num_cpus=options.threads_per_actor, **_restarts(options))
     for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
         yield from table.to_pylist()
 
 
+def _restarts(options: RayOptions) -> dict:
+    """On this machine, quiet: an actor that dies is not restarted (its error ends the run),
+    which also spares the core worker's "E" line warning that restarted actors may lose their
+    constructor arguments. On a cluster, Ray's own restarts (and that line) stay."""
+    return {"max_restarts": 0} if options.quiet and options.address is None else {}
+
+
 def _start_ray(options: RayOptions):
-    """Ray, started (or joined) once; quiet unless asked: its notices are logged at warning
-    level only, and its C++ core workers log only fatal errors (the "E" lines they print at
-    start-up on a machine without a GPU look like errors and are not)."""
+    """Ray, started (or joined) once; quiet unless asked: its Python loggers (start-up
+    notices, Ray Data's execution messages) say only errors."""
     import ray
 
     if options.quiet:
-        logging.getLogger("ray").setLevel(logging.WARNING)
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        for name in ("ray", "ray.data"):  # ray.data has handlers of its own
+            logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False,
