@@ -137,8 +137,16 @@ def test_quiet_keeps_only_warnings(tmp_path, caplog):
                 and record.levelno < logging.WARNING]
 
 
+def _env() -> dict[str, str]:
+    """The environment of a child `agegender`: the package under test, one thread."""
+    import agegender
+
+    return {**os.environ, "PYTHONPATH": str(Path(agegender.__file__).parents[1]),
+            "OMP_NUM_THREADS": "1"}
+
+
 def _run(arguments: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    env = _env()
     return subprocess.run([sys.executable, "-m", "agegender", *arguments], env=env,
                           capture_output=True, cwd=ROOT, **kwargs)
 
@@ -149,9 +157,8 @@ def test_a_broken_pipe_ends_quietly(tmp_path):
     for index in range(40):
         Image.new("RGB", (64, 64), (index, 90, 90)).save(folder / f"{index}.png")
     reader = subprocess.Popen(["head", "-2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     writer = subprocess.run([sys.executable, "-m", "agegender", "-q", "predict", str(folder)],
-                            stdout=reader.stdin, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+                            stdout=reader.stdin, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
     reader.stdin.close()
     assert len(reader.stdout.read().splitlines()) == 2
     reader.wait()
