@@ -18,8 +18,9 @@ from agegender.imageio import (
     as_rgb,
     decode_image,
 )
+from agegender.inference import FaceFilter, Predictor
 from agegender.inference.inputs import expand_inputs
-from agegender.inference.predictor import NO_FACE, FaceFilter, Predictor
+from agegender.inference.predictor import NO_FACE
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut_face.jpg"
 

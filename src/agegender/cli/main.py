@@ -128,7 +128,8 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
         description="One row per face found (largest first), one row saying 'no face "
                     "detected' for an image without one, and one row with the reason for an "
                     "input that could not be read; the reasons also go to standard error. "
-                    "Exit status: 0, 1 when some input failed, 2 for a bad option.")
+                    "Exit status: 0; 1 when some input failed; 2 for a bad option; 141 when the "
+                    "reader of standard output went away (| head).")
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="image or video files, folders (searched recursively), globs, "
                               "or - for one image on standard input")
