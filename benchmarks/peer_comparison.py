@@ -61,11 +61,11 @@ def run_ours(backend, crops: list[np.ndarray], warmup: int, threads: int) -> dic
     """Batch-1 predictions and timings: model only (canonical crop) and crop → prediction.
 
     The canonical crop is what `agegender predict` feeds the model: for a model trained on
-    aligned faces, the crop's largest RetinaFace detection aligned to the template (the whole
-    crop when none is found); otherwise the resized crop.
+    aligned faces, the crop's centred RetinaFace detection aligned to the template (the whole
+    crop when none is found: `--whole-image`); otherwise the resized crop.
     """
     detector = FaceDetector(threads=threads) if backend.preprocessing.align else None
-    predictor = Predictor(backend, detector=detector)
+    predictor = Predictor(backend, detector=detector, whole_image=True)
     canonical = [predictor.find_faces(crop)[0].crop for crop in crops]
     for face in canonical[:warmup]:
         backend.predict(face[None])

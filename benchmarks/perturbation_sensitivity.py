@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     faces = read_split_crops(args.data, args.split)[:args.limit]
-    results = sensitivity(Predictor(args.model), faces)
+    results = sensitivity(Predictor(args.model, whole_image=True), faces)
     for name, figures in results.items():
         print(f"{name:>16}: " + "  ".join(f"{key} {value:.4f}" if isinstance(value, float)
                                           else f"{key} {value}" for key, value in figures.items()))

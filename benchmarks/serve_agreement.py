@@ -3,8 +3,8 @@
 Takes the first `--photos`/2 `split == test` photos of UTKFace and of LFW (deep-funneled) as
 their original bytes from the archives, writes them to a temporary folder, runs
 `agegender predict FOLDER --output rows.json` and posts each file's bytes to the app (in
-process, the service loaded as `agegender serve` loads it), then compares every face: box,
-detector score, age, interval, gender and its probability, as both round them.
+process, the service loaded as `agegender serve` loads it), then compares every face: number, box,
+detector score, landmarks, age, interval, gender and its probability, as both round them.
 
     python -m benchmarks.serve_agreement [--photos 20] [--json FILE]
 """
@@ -25,7 +25,8 @@ from benchmarks.common import argument_parser, write_json
 SHARED = Path("../shared/data")
 ARCHIVES = {"utkface": SHARED / "utkface" / "UTKFace.tar.gz",
             "lfw": SHARED / "lfw" / "lfw-deepfunneled.tgz"}
-COMPARED = ("det_score", "age", "age_low", "age_high", "gender", "gender_prob")
+COMPARED = ("face", "det_score", "landmarks", "age", "age_low", "age_high", "gender",
+            "gender_prob")
 
 
 def test_split_files(archive: Path, count: int) -> Iterator[tuple[str, bytes]]:
@@ -53,8 +54,7 @@ def cli_faces(folder: Path) -> dict[str, list[dict]]:
     for row in json.loads(output.read_text()):
         found = faces.setdefault(Path(row["file"]).name, [])
         if row["error"] is None:
-            found.append({"box": [row["x"], row["y"], row["w"], row["h"]],
-                          **{key: row[key] for key in COMPARED}})
+            found.append({"box": row["box"], **{key: row[key] for key in COMPARED}})
     return faces
 
 

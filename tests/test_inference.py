@@ -119,9 +119,9 @@ def test_the_writers_round_full_precision_rows(tmp_path):
     with ResultWriter(RESULT_COLUMNS, tmp_path / "rows.jsonl") as writer:
         writer.write(row.to_dict())
     written = json.loads((tmp_path / "rows.jsonl").read_text())
-    assert (written["x"], written["w"], written["age"], written["gender_prob"]) == (
-        10, 100, 35.0, 0.9735)
-    assert isinstance(written["x"], int)
+    assert (written["box"], written["age"], written["gender_prob"]) == (
+        [10, -4, 100, 120], 35.0, 0.9735)
+    assert isinstance(written["box"][0], int)
     assert row.age == 34.96123 and row.x == 10.5  # the row itself is left as it was
 
 
@@ -174,3 +174,12 @@ def test_per_channel_normalisation_matches_between_numpy_and_torch_layouts():
                                rtol=1e-5)
     with pytest.raises(ValueError, match="3 channels"):
         Preprocessing(mean=(0.1, 0.2))
+
+
+@pytest.mark.parametrize("content", [b"\x00", b"\x01\x02", b"\xff\xd8", b"\x89P"])
+def test_a_few_bytes_are_read_without_tripping_a_format_check(content):
+    """Pillow's signature checks may read past a short prefix: a few bytes are no image."""
+    from agegender.imageio import NotAnImageError
+
+    with pytest.raises(NotAnImageError):
+        decode_image(content)

@@ -93,11 +93,15 @@ def test_ray_refuses_a_video_and_names_it(tmp_path: Path, caplog):
     assert "holiday.mp4 is a video" in caplog.text
 
 
-def test_ray_rows_equal_the_plain_commands(crops: Path, tmp_path: Path, ray_session):
+def test_ray_rows_equal_the_plain_commands(crops: Path, tmp_path: Path, ray_session, capfd):
     plain, on_ray = tmp_path / "plain.csv", tmp_path / "ray.csv"
     assert main(["predict", str(crops), "--output", str(plain)]) == EXIT_SOME_FAILED
+    capfd.readouterr()
     assert main(["predict", "--engine", "ray", "--ray-actors", "2", str(crops),
                  str(tmp_path / "missing.jpg"), "--output", str(on_ray)]) == EXIT_SOME_FAILED
+    chatter = capfd.readouterr().err
+    for notice in ("core_worker", "Token authentication", "streaming_executor", "INFO"):
+        assert notice not in chatter, chatter  # Ray's own messages only with -v
     ray_lines = on_ray.read_text().splitlines()
     assert ray_lines[1].startswith(f"{tmp_path / 'missing.jpg'},")  # missing inputs first
     assert "\n".join(ray_lines[:1] + ray_lines[2:]) + "\n" == plain.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import struct
 import tempfile
 import threading
@@ -366,3 +367,128 @@ def test_an_upload_that_trickles_in_gets_408(predictor):
     response = asyncio.run(run())
     assert response.status_code == 408
     assert response.json()["error"]["code"] == "body_timeout"
+
+
+@pytest.mark.parametrize("size", [(8, 8), (400, 300), (40, 150)])
+def test_a_small_image_without_a_face_gives_no_faces(client, size):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (40, 160, 60)).save(buffer, format="PNG")
+    response = client.post("/v1/predict", content=buffer.getvalue())
+    assert response.status_code == 200
+    assert response.json()["faces"] == []
+
+
+def _two_faces() -> bytes:
+    """The example face twice, large and small, the large one cut by the left edge."""
+    face = Image.open(EXAMPLE).convert("RGB")
+    canvas = Image.new("RGB", (900, 600), (200, 200, 200))
+    canvas.paste(face.resize((face.width * 2, face.height * 2)), (-110, 100))
+    canvas.paste(face, (600, 200))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_face_filters_as_query_parameters(client):
+    photo = _two_faces()
+    every = client.post("/v1/predict", content=photo).json()["faces"]
+    assert [face["face"] for face in every] == [0, 1]
+    for face in every:  # boxes lie within the image; the points are kept
+        x, y, w, h = face["box"]
+        assert x >= 0 and y >= 0 and x + w <= 900 and y + h <= 600
+        assert np.array(face["landmarks"]).shape == (5, 2)
+    assert client.post("/v1/predict?max_faces=1", content=photo).json()["faces"] == every[:1]
+    small = min(every[1]["box"][2:])
+    assert client.post(f"/v1/predict?min_face={small + 1}",
+                       content=photo).json()["faces"] == every[:1]
+    assert client.post("/v1/predict?min_score=1", content=photo).json()["faces"] == []
+    batch = client.post("/v1/predict/batch?max_faces=1",
+                        files=[("images", ("a.png", photo))]).json()["results"]
+    assert batch[0]["faces"] == every[:1]
+    for query in ("max_faces=0", "min_face=-1", "min_score=1.5", "min_score=nan",
+                  "max_faces=x"):
+        response = client.post(f"/v1/predict?{query}", content=photo)
+        assert response.status_code == 422, query
+        assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_the_cli_json_and_the_api_json_carry_the_same_face(client, tmp_path):
+    from agegender.cli.main import main
+    from agegender.inference.output import IMAGE_FIELDS
+
+    photo = tmp_path / "two.png"
+    photo.write_bytes(_two_faces())
+    output = tmp_path / "rows.json"
+    assert main(["predict", str(photo), "--output", str(output)]) == 0
+    cli = [{key: value for key, value in row.items() if key not in IMAGE_FIELDS}
+           for row in json.loads(output.read_text())]
+    api = client.post("/v1/predict", content=photo.read_bytes()).json()["faces"]
+    assert len(api) == 2
+    assert api == cli  # the same fields, names, nesting, numbering and values
+
+
+def test_a_jpeg_header_before_random_bytes_is_a_corrupt_image_not_a_non_image(client):
+    noise = bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8))
+    for header in (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01", b"\xff\xd8\xff\xe0",
+                   b"\x89PNG\r\n\x1a\n"):
+        corrupt = client.post("/v1/predict", content=header + noise)
+        assert corrupt.status_code == 422, header
+        assert corrupt.json()["error"]["code"] == "unreadable_image"
+    assert client.post("/v1/predict", content=noise).status_code == 415
+
+
+def test_both_decompression_bomb_refusals_state_the_one_limit(client):
+    from agegender.imageio import MAX_PIXELS
+
+    limit = f"over the {MAX_PIXELS / 1e6:.0f}-megapixel limit"
+    ours = client.post("/v1/predict", content=_png_header(9_000, 9_000))  # 81 MP: our check
+    pillows = client.post("/v1/predict", content=_png_header(20_000, 10_000))  # Pillow's
+    for response in (ours, pillows):
+        assert response.status_code == 413
+        assert limit in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("settings", [
+    {"max_batch": -1}, {"max_batch": 0}, {"max_queue": 0}, {"workers": 0},
+    {"max_upload_bytes": 0}, {"request_timeout_s": 0}, {"batch_wait_ms": -1},
+    {"model_threads": 0}, {"max_batch_images": 0}, {"retry_after_s": -1}])
+def test_settings_out_of_range_are_refused_before_a_server_starts(settings):
+    with pytest.raises(ValueError, match=next(iter(settings))):
+        ServeSettings(**settings)
+
+
+def test_an_upload_over_the_limit_sent_by_urllib_hears_the_413(predictor):
+    """urllib sends the whole body before it reads the answer: the server must read (and
+    discard) it rather than close the connection under it."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    service = InferenceService(ServeSettings(), predictor)
+    service.load()
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(service.settings, service),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            threading.Event().wait(0.1)
+        body = _photo() + b"\0" * (30 * 2**20)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/predict", data=body,
+                                         headers={"Content-Type": "image/jpeg"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 413
+        answer = json.loads(refused.value.read())
+        assert answer["error"]["code"] == "upload_too_large"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listening.close()

@@ -87,7 +87,7 @@ def test_upload_on_the_page_shows_the_faces(server, tmp_path):
             browser.close()
     api = httpx.post(f"{server}/v1/predict", content=EXAMPLE.read_bytes()).json()["faces"][0]
     assert status == "1 face found."
-    assert cells[0] == "1"
+    assert cells[0] == str(api["face"]) == "0"  # numbered as the API and the CLI number faces
     assert float(cells[1]) == api["age"]
     assert cells[3] == api["gender"]
     assert cells[6] == ", ".join(map(str, api["box"]))
@@ -117,6 +117,27 @@ def test_a_webcam_photo_is_sent_and_answered(server):
     assert status == "0 faces found."
     assert camera_hidden  # the camera is stopped once the photo is taken
     assert canvas_width > 0
+
+
+def test_a_failed_upload_clears_the_previous_result_and_says_what_failed(server, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not an image at all")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(server)
+            page.set_input_files("#file", str(EXAMPLE))
+            page.wait_for_selector("#faces tbody tr", timeout=30_000)
+            page.set_input_files("#file", str(notes))
+            page.locator("#status.error").wait_for(timeout=30_000)
+            status = page.inner_text("#status")
+            result_hidden = page.is_hidden("#result")
+            rows = page.locator("#faces tbody tr").count()
+        finally:
+            browser.close()
+    assert result_hidden and rows == 0  # the astronaut's faces are gone
+    assert status.startswith("Analysing notes.jpg failed: 415")
 
 
 def test_the_api_docs_render_offline(server):

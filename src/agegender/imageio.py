@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -15,7 +17,9 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".
 their suffix."""
 
 MAX_PIXELS = 80_000_000
-"""Decompression-bomb cap: larger images are refused rather than exhausting memory."""
+"""Decompression-bomb cap, the one limit on an image's size (files, uploads, arrays alike):
+larger images are refused rather than exhausting memory. Pillow's own, looser check is
+reported with this limit too."""
 
 
 class ImageReadError(ValueError):
@@ -31,14 +35,25 @@ class NotAnImageError(ImageReadError):
     """The content is in no image format Pillow knows (sniffed from the bytes, never the name)."""
 
 
+class CorruptImageError(ImageReadError):
+    """The content starts as an image format Pillow knows, but cannot be decoded."""
+
+
 class ImageTooLargeError(ImageReadError):
     """The image has more pixels than `MAX_PIXELS` (a possible decompression bomb)."""
+
+
+class MissingImageError(ImageReadError, FileNotFoundError):
+    """No file at the path given (also a `FileNotFoundError`)."""
 
 
 def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndarray:
     """Return an H×W×3 uint8 RGB array, EXIF orientation applied.
 
     Accepts raw bytes or a path. Grayscale, palette, RGBA, CMYK and 16-bit images are converted.
+    Raises `MissingImageError`, `NotAnImageError` (content in no image format),
+    `CorruptImageError` (an image format that cannot be decoded), `ImageTooLargeError` or
+    `ImageReadError` (empty, unreadable), each naming the input.
     """
     name = source or str(data if not isinstance(data, bytes) else "<bytes>")
     try:
@@ -46,36 +61,130 @@ def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndar
             if not data:
                 raise ImageReadError(name, "empty file")
             stream: io.BytesIO | Path = io.BytesIO(data)
+            prefix = data[:16]
         else:
             stream = Path(data)
-            if not stream.is_file():
-                raise ImageReadError(name, "no such file")
-            if stream.stat().st_size == 0:
-                raise ImageReadError(name, "empty file")
+            prefix = _file_prefix(stream, name)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    raise ImageTooLargeError(name, _too_large(image.width, image.height))
+                    raise ImageTooLargeError(name, too_large(image.width * image.height,
+                                                             image.size))
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
     except ImageReadError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageTooLargeError(name, f"image too large, refused as a possible decompression bomb "
-                                   f"({error})") from error
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        raise ImageTooLargeError(name, too_large(int(pixels[1]) if pixels else None)) from error
     except (OSError, SyntaxError, ValueError) as error:
         reason = str(error) or type(error).__name__
         if "cannot identify image file" in reason:
+            if _known_format(prefix):
+                raise CorruptImageError(name, "corrupt image: its format is recognised, but "
+                                              "it cannot be decoded") from error
             raise NotAnImageError(name, "not an image file") from error
-        raise ImageReadError(name, reason) from error
+        raise CorruptImageError(name, reason) from error
 
 
-def _too_large(width: int, height: int) -> str:
-    return (f"image too large: {width}x{height} is {width * height / 1e6:.0f} megapixels, over "
-            f"the {MAX_PIXELS / 1e6:.0f}-megapixel limit (refused as a possible decompression "
-            "bomb)")
+def _file_prefix(path: Path, name: str) -> bytes:
+    """The first bytes of the file at `path` (to tell a corrupt image from no image), or the
+    reason it cannot be read: missing, a folder, a looping link, no permission."""
+    try:
+        with path.open("rb") as stream:
+            prefix = stream.read(16)
+    except FileNotFoundError:
+        raise MissingImageError(name, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(name, "a folder, not a file") from None
+    except OSError as error:
+        raise ImageReadError(name, (error.strerror or str(error)).lower()) from None
+    if not prefix:
+        raise ImageReadError(name, "empty file")
+    return prefix
+
+
+def _known_format(prefix: bytes) -> bool:
+    """Whether the first bytes are those of an image format Pillow recognises by its
+    signature (formats that accept any bytes do not count)."""
+    Image.init()
+    padded = prefix.ljust(16, b"\0")  # some signature checks read a fixed length
+    return any(accept is not None and _accepts(accept, padded)
+               for _, accept in Image.OPEN.values())
+
+
+def _accepts(accept: Any, prefix: bytes) -> bool:
+    try:
+        return bool(accept(prefix))
+    except Exception:  # a plugin's check that trips on these bytes does not recognise them
+        return False
+
+
+def too_large(pixels: int | None, size: tuple[int, int] | None = None) -> str:
+    """The one way a too-large image is refused, with the one limit, `MAX_PIXELS`."""
+    shown = f"{size[0]}x{size[1]} is " if size else ""
+    count = f"{shown}{pixels / 1e6:.0f} megapixels, " if pixels else ""
+    return (f"image too large: {count}over the {MAX_PIXELS / 1e6:.0f}-megapixel limit "
+            "(refused as a possible decompression bomb)")
+
+
+def as_rgb(image: Any, source: str = "array", bgr: bool = False) -> np.ndarray:
+    """An H×W×3 uint8 RGB array from what Python users hold: a PIL image (EXIF orientation
+    applied), or a numpy array, uint8 or other integers in 0–255, float in 0–1 or 0–255;
+    H×W (grayscale), H×W×1, ×3 (RGB, or BGR with `bgr`, as OpenCV gives) or ×4 (RGBA/BGRA,
+    put on white). Raises `ImageReadError` naming `source` for anything else."""
+    if isinstance(image, Image.Image):
+        if image.width * image.height > MAX_PIXELS:
+            raise ImageTooLargeError(source, too_large(image.width * image.height, image.size))
+        return _to_rgb(ImageOps.exif_transpose(image))
+    if not isinstance(image, np.ndarray):
+        raise ImageReadError(source, f"cannot take a {type(image).__name__} as an image: give "
+                                     "a path, a PIL image or a numpy array")
+    array = _channels_last(image, source, bgr)
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise ImageTooLargeError(source, too_large(array.shape[0] * array.shape[1],
+                                                   (array.shape[1], array.shape[0])))
+    array = _to_uint8(array, source)
+    if array.shape[2] == 4:
+        alpha = array[:, :, 3:].astype(np.float32) / 255
+        array = np.rint(array[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def _channels_last(array: np.ndarray, source: str, bgr: bool) -> np.ndarray:
+    """H×W×C with C 3 (RGB) or 4 (RGBA), from H×W, H×W×1, ×3 or ×4 (BGR(A) when `bgr`)."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or 0 in array.shape:
+        raise ImageReadError(source, f"an array of shape {array.shape} is not an image: give "
+                                     "H×W (grayscale), H×W×3 (RGB) or H×W×4 (RGBA)")
+    if array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    if bgr:
+        return array[:, :, [2, 1, 0, *range(3, array.shape[2])]]
+    return array
+
+
+def _to_uint8(array: np.ndarray, source: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageReadError(source, "the array holds NaN or infinite values")
+        peak = float(array.max())
+        scale = 255.0 if peak <= 1.0 else 1.0
+        if array.min() < 0 or peak * scale > 255.0 + 1e-6:
+            raise ImageReadError(source, "a float array must hold values in 0–1 or 0–255")
+        return np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        if array.min() < 0 or array.max() > 255:
+            raise ImageReadError(source, "an integer array must hold values in 0–255")
+        return array.astype(np.uint8)
+    raise ImageReadError(source, f"an array of {array.dtype} is not an image")
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

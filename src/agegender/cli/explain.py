@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from agegender.atomic import write_bytes_atomic
+from agegender.cli.messages import plural
 
 log = logging.getLogger("agegender")
 
@@ -15,9 +16,11 @@ TASK_TILES = {"both": (0, 1, 2, 3, 4), "gender": (0, 1, 3), "age": (0, 2, 4)}
 """The panel pictures (crop, gender map, age map, both on the photo) each --task keeps."""
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+               ) -> None:
     explain = commands.add_parser(
-        "explain", help="class activation maps: which face regions the predictions come from",
+        "explain", parents=parents,
+        help="class activation maps: which face regions the predictions come from",
         description="For every face found, write a PNG panel: the aligned crop, a heat map for "
                     "gender and one for age on the crop and on the photo, and the prediction. "
                     "An exported .onnx model gives class activation maps with numpy alone; a "
@@ -28,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                          help=".onnx (exported by this version) or .pt checkpoint; default: "
                               "the bundled model")
     explain.add_argument("--task", choices=list(TASK_TILES), default="both",
-                         help="which maps to draw (default both)")
+                         help="which maps to draw (default: %(default)s)")
     explain.add_argument("--output", type=Path, required=True, help="folder for the panels")
 
 
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
             write_bytes_atomic(path, _png(panel))
             print(path)
             panels += 1
-    log.info("%d panels in %s; %d inputs failed", panels, args.output, failed)
+    log.info("%s in %s; %s failed", plural(panels, "panel"), args.output,
+             plural(failed, "input"))
     return 1 if failed else 0
 
 

@@ -3,38 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 from pathlib import Path
+
+from agegender.limits import flag_type
 
 log = logging.getLogger("agegender")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+               ) -> None:
     from agegender.serving.settings import ServeSettings
 
     defaults = ServeSettings()
     serve = commands.add_parser(
-        "serve", help="HTTP API (/v1/predict, /docs) and a web page (/) for age and gender",
+        "serve", parents=parents,
+        help="HTTP API (/v1/predict, /docs) and a web page (/) for age and gender",
         description="Serve the predictor over HTTP: POST /v1/predict, /v1/predict/batch, "
                     "GET /healthz, /readyz, /metrics, /docs, and a web page at /.")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+                       help="address to listen on (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=flag_type("port"), default=8000,
+                       help="port to listen on, 0–65535; 0 takes a free one (default: "
+                            "%(default)s)")
     serve.add_argument("--model", type=Path,
-                       help="checkpoint (.pt) or .onnx; default: the bundled model")
-    serve.add_argument("--max-batch", type=int, default=defaults.max_batch,
-                       help="faces per model call, shared by concurrent requests")
-    serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
-                       help="requests in progress before new ones get 503 with Retry-After")
-    serve.add_argument("--workers", type=int, default=defaults.workers,
-                       help="threads that decode and detect (default: the cores)")
-    serve.add_argument("--max-upload-mb", type=float,
-                       default=defaults.max_upload_bytes / 2**20,
-                       help="largest request body; larger gets 413")
-    serve.add_argument("--timeout", type=float, default=defaults.request_timeout_s,
-                       help="seconds before a request gets 504")
+                       help="checkpoint (.pt) or .onnx (default: the bundled model)")
+    serve.add_argument("--max-batch", type=flag_type("max_batch"), default=defaults.max_batch,
+                       metavar="N",
+                       help="faces per model call, shared by concurrent requests, at least 1 "
+                            "(default: %(default)s)")
+    serve.add_argument("--max-queue", type=flag_type("max_queue"), default=defaults.max_queue,
+                       metavar="N",
+                       help="requests in progress before new ones get 503 with Retry-After, at "
+                            "least 1 (default: %(default)s)")
+    serve.add_argument("--workers", type=flag_type("workers"), default=defaults.workers,
+                       metavar="N",
+                       help="threads that decode and detect, at least 1 (default: the cores, "
+                            "%(default)s here)")
+    serve.add_argument("--max-upload-mb", type=flag_type("max_upload_mb", float),
+                       default=defaults.max_upload_bytes / 2**20, metavar="MB",
+                       help="largest request body in MiB, more than 0; larger gets 413 "
+                            "(default: %(default)g)")
+    serve.add_argument("--timeout", type=flag_type("timeout", float),
+                       default=defaults.request_timeout_s, metavar="SECONDS",
+                       help="seconds before a request gets 504, more than 0 (default: "
+                            "%(default)g)")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                       help="allow browser calls from this origin (repeat; default: CORS off)")
+                       help="allow browser calls from this origin (repeat it for several; "
+                            "default: none, CORS off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,14 +68,42 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ServeSettings(
         model=args.model, workers=args.workers, max_batch=args.max_batch,
-        max_queue=args.max_queue, max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_queue=args.max_queue, max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
         request_timeout_s=args.timeout, cors_origins=tuple(args.cors_origin))
-    service = InferenceService(settings)
-    service.load()  # a bad --model stops here, before the port opens
-    log.info("serving %s on http://%s:%d/", service.model_path.name, args.host, args.port)
+    listening = listening_socket(args.host, args.port)  # a port in use stops here, at once
     try:
-        uvicorn.run(create_app(settings, service), host=args.host, port=args.port,
-                    log_level="warning")
+        service = InferenceService(settings)
+        service.load()  # a bad --model stops here, before the port answers
+        host, port = listening.getsockname()[:2]
+        log.info("serving %s on http://%s:%d/", service.model_path.name, host, port)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, service),
+                                               log_level="warning"))
+        try:
+            server.run(sockets=[listening])
+        finally:
+            service.close()
     finally:
-        service.close()
+        listening.close()
     return 0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or ValueError (exit status 2) with a sentence saying why
+    not: the port in use, the address not this machine's, no permission."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as error:
+        raise ValueError(f"--host {host}: not an address to listen on ({error.strerror})"
+                         ) from None
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        if error.errno == errno.EADDRINUSE:
+            raise ValueError(f"port {port} on {host} is already in use (another server?); "
+                             "stop it or choose another with --port") from None
+        raise ValueError(f"cannot listen on {host}:{port}: "
+                         f"{(error.strerror or str(error)).lower()}") from None
+    return listening

@@ -39,6 +39,8 @@ class LabelledFaces:
     dataset: np.ndarray | None = None
     person: np.ndarray | None = None
     dataset_names: list[str] = field(default_factory=lambda: ["data"])
+    split_origin: str = "given"
+    """Where the splits come from: a split file, the dataset's own, or drawn here."""
 
     def __post_init__(self) -> None:
         count = len(self.split)
@@ -87,6 +89,23 @@ def concatenate(parts: list[LabelledFaces]) -> LabelledFaces:
     )
 
 
+TEST_OR_ALL = "test-or-all"
+"""The split evaluation scores when none is asked for: the test split of data that comes with
+one (a split file, or every record's own), every image of data that does not (a labelled
+folder without a split column): a split drawn here would score a tenth of the data."""
+
+DRAWN = "drawn at random (seeded, stratified by gender and age)"
+
+
+def split_origin(records: list, split_file: Path | None) -> str:
+    """Where `assign_splits` takes the records' splits from, in words."""
+    if split_file:
+        return f"split file {split_file}"
+    if records and all(record.split is not None for record in records):
+        return "the dataset's own"
+    return DRAWN
+
+
 def label_array(values: list) -> np.ndarray:
     """Labels as float32, a missing one (None) as NaN, the masked form every loss expects."""
     return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
@@ -95,14 +114,24 @@ def label_array(values: list) -> np.ndarray:
 def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
                         split_file: Path | None = None, limit: int | None = None,
                         seed: int = 0, cache_dir: Path | None = None,
-                        progress: bool = True) -> LabelledFaces:
-    """Open any supported dataset, split it, optionally subsample, and decode through the cache."""
+                        progress: bool = True, split: str | None = None) -> LabelledFaces:
+    """Open any supported dataset, split it, optionally subsample, and decode through the cache.
+
+    `limit` draws at most that many records from `split` (a split name, `all`, or
+    `TEST_OR_ALL`; None: from every split). Without a limit every record is decoded (one
+    cache for the whole dataset) and the caller selects its split's rows.
+    """
     source = open_source(data_path)
     split_file = split_file or find_split_file(Path(data_path))
     if split_file:
         log.info("using split file %s", split_file)
+    origin = split_origin(source.records, split_file)
     splits = np.array(assign_splits(source.records, split_file=split_file, seed=seed))
     indices = np.flatnonzero(splits != "unassigned")
+    if limit is not None and split is not None:
+        wanted = resolve_split(split, origin)
+        if wanted != "all":
+            indices = indices[splits[indices] == wanted]
     if limit is not None and limit < len(indices):
         indices = np.sort(np.random.default_rng(seed).choice(indices, size=limit, replace=False))
     cached = load_faces(source, indices.tolist(), prep, cache_dir=cache_dir, progress=progress)
@@ -129,4 +158,12 @@ def load_labelled_faces(data_path: Path | str, prep: Preprocessing,
         age_high=label_array([high for _, high in ranges]),
         person=np.array([people.get(r.person, -1) for r in records], np.int64),
         dataset_names=[Path(data_path).name],
+        split_origin=origin,
     )
+
+
+def resolve_split(split: str, origin: str) -> str:
+    """The split name `split` stands for (`TEST_OR_ALL` by the data's split origin)."""
+    if split != TEST_OR_ALL:
+        return split
+    return "all" if origin == DRAWN else "test"

@@ -106,13 +106,52 @@ def distinct_names(folders: list[Path]) -> list[str]:
     return [str(folder) for folder in folders]
 
 
-def write_comparison(folders: list[Path], output: Path) -> tuple[Path, Path]:
-    """compare.html and compare.csv in `output`; returns their paths."""
+PROVENANCE = (("data", ("provenance", "data")), ("split", ("split",)),
+              ("split from", ("provenance", "split_origin")), ("images", ("n_images",)),
+              ("model", ("provenance", "model")), ("date", ("provenance", "date")))
+"""What each report measured, shown above its figures."""
+
+MUST_MATCH = {"data": "data", "split": "splits", "images": "numbers of images"}
+"""Provenance rows that must be equal for figures to be compared like for like (and how a
+difference in each is said)."""
+
+
+def provenance_rows(reports: list[dict]) -> list[tuple[str, list[str]]]:
+    """(title, each report's value as text, "" where it does not say) of `PROVENANCE`."""
+    rows = []
+    for title, path in PROVENANCE:
+        values = []
+        for metrics in reports:
+            value: object = metrics
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            values.append("" if value is None else str(value))
+        rows.append((title, values))
+    return rows
+
+
+def mismatches(provenance: list[tuple[str, list[str]]], names: list[str]) -> list[str]:
+    """A sentence for each of `MUST_MATCH` on which the reports differ."""
+    found = []
+    for title, values in provenance:
+        if title in MUST_MATCH and len(set(values)) > 1:
+            said = "; ".join(f"{name}: {value or 'not recorded'}"
+                             for name, value in zip(names, values, strict=True))
+            found.append(f"the reports measured different {MUST_MATCH[title]} ({said}): "
+                         "their figures are not like for like")
+    return found
+
+
+def write_comparison(folders: list[Path], output: Path) -> tuple[Path, Path, list[str]]:
+    """compare.html and compare.csv in `output`; returns their paths, and the warnings (the
+    reports differ in data, split or count), which the page also shows."""
     if len(folders) < 2:
         raise ValueError("compare needs at least two report folders")
     reports = [load_report(folder) for folder in folders]
     names = report_names(folders, reports)
     rows = compared_rows(reports)
+    provenance = provenance_rows(reports)
+    warnings = mismatches(provenance, names)
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["figure", "better", *names, "best"])
@@ -121,6 +160,12 @@ def write_comparison(folders: list[Path], output: Path) -> tuple[Path, Path]:
                                                       for v in row.values),
                          "; ".join(names[i] for i in sorted(row.best))])
     head = "".join(f"<th>{html.escape(name)}</th>" for name in names)
+    measured = "".join(
+        f"<tr><td>{title}</td><td></td>"
+        + "".join(f"<td>{html.escape(value) or '–'}</td>" for value in values) + "</tr>"
+        for title, values in provenance)
+    warned = "".join(f'<p class="warning" style="color:#a40000">⚠ {html.escape(warning)}</p>'
+                     for warning in warnings)
     body = "".join(
         f"<tr><td>{html.escape(row.figure)}</td><td>{row.direction}</td>"
         + "".join(f'<td class="{"best" if i in row.best else ""}">{fmt(v)}'
@@ -129,9 +174,11 @@ def write_comparison(folders: list[Path], output: Path) -> tuple[Path, Path]:
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>agegender '
             f"comparison</title><style>{STYLE}</style></head><body><h1>Comparison</h1>"
             f"<p>★ marks the better value (lower, higher, nearer zero, or nearer the "
-            f"interval's 80 % target, as the second column says).</p><table><tr><th>figure"
-            f"</th><th>better</th>{head}</tr>{body}</table></body></html>")
+            f"interval's 80 % target, as the second column says).</p>{warned}<h2>What each "
+            f"report measured</h2><table><tr><th></th><th></th>{head}</tr>{measured}</table>"
+            f"<h2>Figures</h2><table><tr><th>figure</th><th>better</th>{head}</tr>{body}"
+            f"</table></body></html>")
     output.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(output / "compare.csv", table.getvalue().encode("utf-8"))
     write_bytes_atomic(output / "compare.html", page.encode("utf-8"))
-    return output / "compare.html", output / "compare.csv"
+    return output / "compare.html", output / "compare.csv", warnings

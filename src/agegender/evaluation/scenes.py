@@ -105,6 +105,9 @@ def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, 
     """Recall, false positives per image, and scene-vs-crop agreement over `scenes` scenes of
     2–6 faces each (seeded)."""
     rng = np.random.default_rng(seed)
+    # a crop alone is one face, taken as training takes a dataset's crops
+    crop_predictor = Predictor(predictor.backend, predictor.batch_size, predictor.detector,
+                               whole_image=True)
     alone: dict[int, FaceResult] = {}
     true_faces = found = false_positives = 0
     age_differences, same_gender, sides = [], [], []
@@ -122,7 +125,7 @@ def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, 
         false_positives += len(false)
         for row, face in pairs:
             if face.index not in alone:
-                alone[face.index] = predictor.predict(crops[face.index])[0]
+                alone[face.index] = crop_predictor.predict(crops[face.index])[0]
             age_differences.append(abs(row.age - alone[face.index].age))
             same_gender.append(row.gender == alone[face.index].gender)
             sides.append(np.sqrt(face.area))

@@ -33,14 +33,17 @@ def expand_inputs(arguments: list[str]) -> tuple[list[InputFile], list[tuple[str
     """Files are taken as given (whatever their suffix: a bad one fails on decoding, by name);
     folders are searched recursively for image and video suffixes; patterns are globbed.
 
-    Returns the files in a stable order, each with its root (a file named twice keeps the first
-    argument's), and (argument, reason) for arguments matching nothing.
+    `-` is standard input, read as one image. Returns the files in a stable order, each with
+    its root (a file named twice keeps the first argument's), and (argument, reason) for
+    arguments matching nothing.
     """
     files: list[InputFile] = []
     missing: list[tuple[str, str]] = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
+        if argument == "-":
+            files.append(InputFile(path, Path(".")))
+        elif path.is_dir():
             found = sorted(p for p in path.rglob("*")
                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
             if not found:
@@ -55,11 +58,23 @@ def expand_inputs(arguments: list[str]) -> tuple[list[InputFile], list[tuple[str
                 missing.append((argument, "pattern matches no files"))
             files.extend(InputFile(p, _glob_root(argument)) for p in found)
         else:
-            missing.append((argument, "no such file or folder"))
+            missing.append((argument, _why_missing(path)))
     first: dict[Path, InputFile] = {}
     for file in files:
         first.setdefault(file.path, file)
     return list(first.values()), missing
+
+
+def _why_missing(path: Path) -> str:
+    """Why a path that does not exist as a file or folder cannot be read: missing, a link
+    that loops or leads nowhere, no permission."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return "a link to nothing" if path.is_symlink() else "no such file or folder"
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    return "not a file or folder"
 
 
 def _glob_root(pattern: str) -> Path:

@@ -13,17 +13,55 @@ from typing import TextIO
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 ROUNDING: dict[str, int | None] = {
-    "x": None, "y": None, "w": None, "h": None, "det_score": 4,
+    "x": None, "y": None, "w": None, "h": None, "det_score": 4, "landmarks": 1,
     "age": 1, "age_low": 1, "age_high": 1, "gender_prob": 4}
-"""Digits each column is written with, by Python's `round` (None: an integer). Rows
-(`FaceResult`) carry full precision; only the writers, and the labels `--annotate` draws,
-round."""
+"""Digits each column is written with, by Python's `round` (None: an integer; `landmarks`:
+each coordinate). Rows (`FaceResult`) carry full precision; only the writers, the server and
+the labels `--annotate` draws round."""
+
+BOX = ("x", "y", "w", "h")
+"""The flat columns (CSV) that JSON nests as `box`: [x, y, w, h]."""
+
+FLAT_ONLY_SKIPS = ("landmarks",)
+"""Fields JSON has and CSV, which stays flat, leaves out."""
+
+IMAGE_FIELDS = ("file", "frame", "time", "error")
+"""Fields of a row that say where it comes from or why it failed: the rest is the face, as
+the server's `faces` entries give it."""
 
 
 def rounded(row: dict) -> dict:
     """`row` with the columns named in `ROUNDING` rounded as they are written."""
-    return {key: value if value is None or key not in ROUNDING else round(value, ROUNDING[key])
+    return {key: value if value is None or key not in ROUNDING else _round(key, value)
             for key, value in row.items()}
+
+
+def _round(key: str, value: object) -> object:
+    digits = ROUNDING[key]
+    if key == "landmarks":
+        return [[round(float(x), digits), round(float(y), digits)] for x, y in value]
+    return round(value, digits)
+
+
+def nested(row: dict, columns: list[str] | None = None) -> dict:
+    """A row as JSON gives it (the CLI's JSON and JSON lines, the server): `columns` (default:
+    the row's keys) in order, with x, y, w, h as one `box` [x, y, w, h] (null without a face),
+    rounded. The one face shape; docs/output-schema.md describes it."""
+    shown = rounded(row)
+    out: dict = {}
+    for key in columns or list(row):
+        if key in BOX:
+            if "box" not in out:
+                box = [shown.get(name) for name in BOX]
+                out["box"] = None if any(value is None for value in box) else box
+        else:
+            out[key] = shown.get(key)
+    return out
+
+
+def face_json(row: dict) -> dict:
+    """A face as the server gives it in `faces`: the row's JSON without its image fields."""
+    return {key: value for key, value in nested(row).items() if key not in IMAGE_FIELDS}
 
 
 class ResultWriter:
@@ -44,6 +82,7 @@ class ResultWriter:
         self.append = append and path is not None and path.is_file() and path.stat().st_size > 0
         self.path = path
         self.columns = columns
+        self.flat_columns = [name for name in columns if name not in FLAT_ONLY_SKIPS]
         self.count = 0
         self._stream: TextIO | None = None
 
@@ -57,7 +96,7 @@ class ResultWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._stream = self.path.open("w", newline="", encoding="utf-8")
         if self.format == "csv":
-            self._csv = csv.DictWriter(self._stream, fieldnames=self.columns)
+            self._csv = csv.DictWriter(self._stream, fieldnames=self.flat_columns)
             if not self.append:
                 self._csv.writeheader()
         elif self.format == "json":
@@ -65,13 +104,14 @@ class ResultWriter:
         return self
 
     def write(self, row: dict) -> None:
-        """Write one row, rounded as `ROUNDING` says."""
+        """Write one row (flat, as `FaceResult.to_dict` gives it), rounded as `ROUNDING` says:
+        flat in CSV, with the box nested in JSON (`nested`)."""
         assert self._stream is not None, "use ResultWriter as a context manager"
-        row = rounded(row)
         if self.format == "csv":
-            self._csv.writerow({k: "" if row.get(k) is None else row[k] for k in self.columns})
+            row = rounded({k: row.get(k) for k in self.flat_columns})
+            self._csv.writerow({k: "" if row[k] is None else row[k] for k in self.flat_columns})
         else:
-            text = json.dumps({k: row.get(k) for k in self.columns})
+            text = json.dumps(nested(row, self.columns))
             if self.format == "json":
                 text = ("\n  " if self.count == 0 else ",\n  ") + text
             else:

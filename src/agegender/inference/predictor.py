@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -12,13 +13,16 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
-from agegender.faces.canonical import aligned_crop, canonical_crop
-from agegender.faces.detector import FaceDetector
-from agegender.imageio import ImageReadError, decode_image
+from agegender.faces.canonical import aligned_crop, canonical_crop, crop_of_face_image
+from agegender.faces.detector import Detection, FaceDetector
+from agegender.imageio import ImageReadError, as_rgb, decode_image
 from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
+from agegender.inference.inputs import expand_inputs
 from agegender.inference.video import VideoReadError, is_video, iter_frames
+from agegender.limits import check
 
 T = TypeVar("T")
 
@@ -28,8 +32,11 @@ class FaceResult:
     """One output row. `gender_prob` is the probability of the stated `gender`.
 
     A file that failed has `error` set and no face fields. `frame` (index) and `time` (seconds)
-    are set for video frames only. Values are at full precision (the box as the detector gives
-    it); the CSV and JSON writers round them (`agegender.inference.output.ROUNDING`).
+    are set for video frames only. `face` numbers an image's faces from 0, largest first. The
+    box (x, y, w, h) lies within the image; `landmarks` are the detector's 5 points (x, y):
+    the eyes, the nose tip and the mouth corners as they appear in the image (left to right),
+    None for an image taken whole. Values are at full precision; the CSV and JSON writers
+    round them (`agegender.inference.output.ROUNDING`, the schema in docs/output-schema.md).
     """
 
     file: str
@@ -41,6 +48,7 @@ class FaceResult:
     w: float | None = None
     h: float | None = None
     det_score: float | None = None
+    landmarks: list[list[float]] | None = None
     age: float | None = None
     age_low: float | None = None
     age_high: float | None = None
@@ -57,9 +65,6 @@ RESULT_COLUMNS = [f.name for f in fields(FaceResult)]
 
 BUNDLED_MODEL = "agegender_mobilenet_v2.onnx"
 """The default model, shipped in `agegender.assets` (see MODEL_CARD.md)."""
-
-CROP_FALLBACK_MAX_SIDE = 512
-"""An image this small in which no face is detected is taken whole as a face crop."""
 
 NO_FACE = "no face detected"
 
@@ -116,32 +121,70 @@ class _Analysed:
     time: float | None = None
 
 
-ImageInput = str | Path | np.ndarray
+ImageInput = str | Path | np.ndarray | Image.Image
+"""What `Predictor.predict` takes: a path, a numpy array or a PIL image (see `as_rgb`)."""
+
+STDIN = Path("-")
+"""The path argument that means standard input (`agegender predict -`)."""
+
+
+@dataclass(frozen=True)
+class FaceFilter:
+    """Which detected faces to report: at most `max_faces` (the largest; None: all), each at
+    least `min_face` pixels wide and high within the image, with a detector score of at least
+    `min_score` (None: the detector's own threshold, `DetectorConfig.score_threshold`)."""
+
+    max_faces: int | None = None
+    min_face: float = 0
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        check("max_faces", self.max_faces)
+        check("min_face", self.min_face)
+        check("min_score", self.min_score)
+
+    def apply(self, faces: list[FoundFace]) -> list[FoundFace]:
+        """The faces kept, largest first as the detector gives them."""
+        kept = [face for face in faces
+                if min(face.box[2], face.box[3]) >= self.min_face
+                and (self.min_score is None or (face.score or 0.0) >= self.min_score)]
+        return kept if self.max_faces is None else kept[:self.max_faces]
 
 
 class Predictor:
     """Finds the faces in images and predicts each one's age (with an 80 % interval) and gender.
 
     With a model trained on aligned faces (`Preprocessing.align`), every image goes through the
-    RetinaFace detector and each face is aligned to the template the model was trained on.
-    A small image without a detected face is taken whole as a face crop, as in training.
-    Models trained without alignment take every image whole.
+    RetinaFace detector and each face is aligned to the template the model was trained on. An
+    image in which no face is found gets one row saying so (`NO_FACE`), whatever its size: no
+    face is made up. `faces` (a `FaceFilter`) keeps the largest, the large enough or the surely
+    detected ones.
 
-    With `aligned`, every image is taken as a face crop that is already aligned like the
-    training data (a face dataset's crops, such as UTKFace's): no detection, one face per image
-    mapped onto the template by the fixed transform of that crop style (`aligned_crop`).
+    Crops of one face each can be taken as such, only when asked:
+    - `whole_image`: each image is one face (a crop that is not aligned): the detected face at
+      its centre, aligned, or the whole image when none is detected, as training and
+      evaluation take a dataset's crops (one row per image, no filter);
+    - `aligned`: each image is a face crop already aligned like the training data (a face
+      dataset's crops, such as UTKFace's): no detection, mapped onto the template by the fixed
+      transform of that crop style (`aligned_crop`).
+    Models trained without alignment take every image whole: they know no other input.
 
     Thread-safe: it holds no per-call state, and onnxruntime sessions may be run concurrently.
     """
 
     def __init__(self, model: Path | str | ModelBackend | None = None, batch_size: int = 32,
                  detector: FaceDetector | None = None, detector_threads: int | None = None,
-                 aligned: bool = False):
+                 aligned: bool = False, whole_image: bool = False,
+                 faces: FaceFilter | None = None):
         """`detector_threads`: onnxruntime threads of the default detector; None (automatic)
         uses all cores for one image at a time and one thread per worker in `predict_paths`
         with several workers, so that each worker detects on its own core instead of all of
         them contending for one shared pool (on 2 cores, 600 mixed images took 39.9 s instead
         of 44.2 s)."""
+        check("batch_size", batch_size)
+        if aligned and whole_image:
+            raise ValueError("aligned and whole_image both say how to take a face crop; give "
+                             "one")
         if model is None:
             model = bundled_model_path()
         # The detector runs between model calls, so the model's threads should not spin.
@@ -150,6 +193,8 @@ class Predictor:
         self.batch_size = batch_size
         self.preprocessing = self.backend.preprocessing
         self.aligned = aligned
+        self.whole_image = whole_image or not self.preprocessing.align
+        self.faces = faces or FaceFilter()
         self.detector = detector or (FaceDetector(threads=detector_threads or 0)
                                      if self.preprocessing.align and not aligned else None)
         automatic = detector is None and detector_threads is None and self.detector is not None
@@ -159,21 +204,22 @@ class Predictor:
     def find_faces(self, image: np.ndarray, detector: FaceDetector | None = None
                    ) -> list[FoundFace]:
         """Canonical crops of the faces in an RGB uint8 image, largest first (found by
-        `detector`, by default the predictor's own)."""
+        `detector`, by default the predictor's own), as the filter and the mode keep them."""
         height, width = image.shape[:2]
         if self.aligned:
             return [FoundFace(aligned_crop(image, self.preprocessing),
                               (0.0, 0.0, float(width), float(height)), None)]
         detector = detector or self.detector
-        detections = detector.detect(image) if detector is not None else []
-        if detections:
-            return [FoundFace(canonical_crop(image, self.preprocessing, detection),
-                              detection.box, detection.score, detection.landmarks)
-                    for detection in detections]
-        if detector is None or max(height, width) <= CROP_FALLBACK_MAX_SIDE:
-            return [FoundFace(canonical_crop(image, self.preprocessing, None),
-                              (0.0, 0.0, float(width), float(height)), None)]
-        return []
+        if self.whole_image:
+            crop, _, subject = crop_of_face_image(image, self.preprocessing, detector)
+            if subject is None:
+                return [FoundFace(crop, (0.0, 0.0, float(width), float(height)), None)]
+            return [_found(crop, subject, width, height)]
+        if detector is None:
+            return []
+        faces = [_found(canonical_crop(image, self.preprocessing, detection), detection,
+                        width, height) for detection in detector.detect(image)]
+        return self.faces.apply(faces)
 
     def predict_crops(self, crops: np.ndarray) -> list[dict]:
         """Age, interval, gender and its probability for N canonical crops (uint8), at full
@@ -189,37 +235,54 @@ class Predictor:
                 "gender_prob": float(prob_female if female else 1 - prob_female)})
         return results
 
-    def predict(self, image: ImageInput, file: str | None = None) -> list[FaceResult]:
-        """Rows for one image (a path, or an RGB uint8 array named `file`): `predict_batch`
-        of that image alone."""
-        return self.predict_batch([image], [file])[0]
+    def predict(self, image: ImageInput, file: str | None = None, bgr: bool = False
+                ) -> list[FaceResult]:
+        """Rows for one image: one per face, largest first; one `NO_FACE` row when no face is
+        found. The image is a path (`str` or `Path`), a PIL image, or a numpy array (uint8, or
+        float in 0–1 or 0–255; grayscale H×W, RGB H×W×3, RGBA H×W×4; BGR(A) with `bgr`, as
+        OpenCV gives), named `file` in the rows.
+
+        Raises `ImageReadError` naming the input when it cannot be read: `MissingImageError`
+        (also a `FileNotFoundError`) for a missing file, `NotAnImageError`,
+        `CorruptImageError`, `ImageTooLargeError` (all in `agegender.imageio`).
+        """
+        analysed = self._analyse_input(image, file, bgr)
+        if isinstance(analysed.faces, ImageReadError):
+            raise analysed.faces
+        return self._predict_analysed([analysed])[0].rows
 
     def predict_batch(self, images: Sequence[ImageInput],
-                      files: Sequence[str | None] | None = None) -> list[list[FaceResult]]:
-        """Rows for each image (a path, or an RGB uint8 array), in order: one per face,
-        largest first, at full precision.
+                      files: Sequence[str | None] | None = None,
+                      bgr: bool = False) -> list[list[FaceResult]]:
+        """Rows for each image (as `predict` takes them), in order: one per face, largest
+        first, at full precision.
 
-        A file that cannot be read gives one row with its `error`; so does an image in which
-        no face is found (`NO_FACE`). `files` names the arrays (default ""); a path is named by
-        itself. The faces of all images go through the model together, `batch_size` at a time.
-        Every image is decoded before the model runs: for many files, `predict_paths` streams.
+        For batch use, an input that cannot be read gives one row with its `error` instead of
+        raising; so does an image in which no face is found (`NO_FACE`). `files` names the
+        arrays (default ""); a path is named by itself. The faces of all images go through the
+        model together, `batch_size` at a time. Every image is decoded before the model runs:
+        for many files, `predict_paths` streams.
         """
         names = [None] * len(images) if files is None else files
-        analysed = [self._analyse_input(image, name)
+        analysed = [self._analyse_input(image, name, bgr)
                     for image, name in zip(images, names, strict=True)]
         return [result.rows for result in self._predict_analysed(analysed)]
 
-    def predict_paths(self, paths: Iterable[Path], workers: int = 1, keep_images: bool = False,
-                      every: int = 1) -> Iterator[ImageResult]:
+    def predict_paths(self, paths: Iterable[Path | str], workers: int = 1,
+                      keep_images: bool = False, every: int = 1) -> Iterator[ImageResult]:
         """One result per image (per sampled frame of a video: every `every`-th), in input
-        order; unreadable files give error rows and never stop the run.
+        order; unreadable files give error rows and never stop the run. A folder stands for its
+        images and videos (searched recursively); `-` is standard input; globs are not expanded
+        here (`agegender.inference.inputs.expand_inputs` does).
 
         `workers` threads decode, detect and align ahead of the model (a bounded window, so
         memory does not grow with the number of paths); faces of several images share a batch.
         """
+        check("workers", workers)
+        check("every", every)
         pending: list[_Analysed] = []
         faces = 0
-        items = _items(paths, every)
+        items = _items((Path(path) for path in paths), every)
         detector = self.detector_for(workers)
         for analysed in _ordered_map(
                 lambda item: self._analyse_item(item, keep_images, detector), items, workers):
@@ -244,16 +307,21 @@ class Predictor:
         image = item.image
         if image is None:
             try:
-                image = decode_image(item.path, source=file)
+                image = (decode_image(sys.stdin.buffer.read(), source="standard input")
+                         if item.path == STDIN else decode_image(item.path, source=file))
             except ImageReadError as error:
                 return _Analysed(file, error, None)
         return _Analysed(file, self.find_faces(image, detector), image if keep_image else None,
                          item.frame, item.time)
 
-    def _analyse_input(self, image: ImageInput, file: str | None) -> _Analysed:
-        if isinstance(image, np.ndarray):
-            return _Analysed(file or "", self.find_faces(image), None)
-        return self._analyse_item(_Item(Path(image)), keep_image=False)
+    def _analyse_input(self, image: ImageInput, file: str | None, bgr: bool) -> _Analysed:
+        if isinstance(image, str | Path):
+            return self._analyse_item(_Item(Path(image)), keep_image=False)
+        try:
+            array = as_rgb(image, source=file or "image", bgr=bgr)
+        except ImageReadError as error:
+            return _Analysed(file or "", error, None)
+        return _Analysed(file or "", self.find_faces(array), None)
 
     def _predict_analysed(self, batch: list[_Analysed]) -> list[ImageResult]:
         """The one batching path (`predict_batch`, `predict_paths`): every face of the batch's
@@ -263,6 +331,16 @@ class Predictor:
         predictions = iter(self.predict_crops(np.stack(crops)) if crops else [])
         return [ImageResult(item.file, _rows(item, predictions), item.image, item.frame)
                 for item in batch]
+
+
+def _found(crop: np.ndarray, detection: Detection, width: int, height: int) -> FoundFace:
+    """A detected face, its box clipped to the image (a face at the edge reaches past it);
+    its points are kept as detected."""
+    x, y, w, h = detection.box
+    left, top = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    right, bottom = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    return FoundFace(crop, (float(left), float(top), float(right - left), float(bottom - top)),
+                     detection.score, detection.landmarks)
 
 
 def _rows(item: _Analysed, predictions: Iterator[dict]) -> list[FaceResult]:
@@ -281,7 +359,9 @@ def face_rows(faces: Sequence[FoundFace], predictions: Iterable[dict], **where
     `predictions` may be an iterator over several images' faces, of which this takes as many
     as there are `faces`) and `where` (file, frame, time) on every row."""
     return [FaceResult(**where, face=index, x=face.box[0], y=face.box[1], w=face.box[2],
-                       h=face.box[3], det_score=face.score, **prediction)
+                       h=face.box[3], det_score=face.score,
+                       landmarks=None if face.landmarks is None else
+                       [[float(x), float(y)] for x, y in face.landmarks], **prediction)
             for index, (face, prediction) in enumerate(zip(faces, predictions, strict=False))]
 
 
@@ -301,8 +381,12 @@ class _Lazy(Generic[T]):
 
 
 def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
-    """Stills as they are; videos as their sampled frames, then their error if decoding failed."""
+    """Stills as they are; videos as their sampled frames, then their error if decoding failed;
+    a folder's images and videos (searched recursively, as `agegender predict` does)."""
     for path in paths:
+        if path.is_dir():
+            yield from _items(_folder_files(path), every)
+            continue
         if not is_video(path):
             yield _Item(path)
             continue
@@ -311,6 +395,10 @@ def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
                 yield _Item(path, frame.image, frame.index, frame.time)
         except VideoReadError as error:
             yield _Item(path, error=error)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return [item.path for item in expand_inputs([str(folder)])[0]]
 
 
 def _ordered_map(function: Callable[[_Item], _Analysed], items: Iterable[_Item],

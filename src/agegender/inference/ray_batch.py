@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 from agegender.imageio import IMAGE_SUFFIXES, ImageReadError, decode_image
 from agegender.inference.inputs import expand_inputs
 from agegender.inference.output import rounded
-from agegender.inference.predictor import RESULT_COLUMNS, FaceResult, Predictor
+from agegender.inference.predictor import RESULT_COLUMNS, FaceFilter, FaceResult, Predictor
 
 if TYPE_CHECKING:
     import pyarrow
@@ -33,8 +34,8 @@ LISTING_SUFFIXES = {".parquet", ".csv"}
 """An input with one of these suffixes lists the files to predict (column `path`)."""
 
 COLUMN_TYPES = {"frame": "int64", "face": "int64", "file": "string", "gender": "string",
-                "error": "string"}
-"""Arrow types of the result columns; the others are float64."""
+                "error": "string", "landmarks": "points"}
+"""Arrow types of the result columns ("points": a list of [x, y]); the others are float64."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class RayOptions:
     actors: int | None = None
     threads_per_actor: int = 1
     files_per_batch: int = 32
+    quiet: bool = True
+    """Keep Ray's own start-up notices, progress bars and worker logs off the terminal."""
 
 
 def require_ray() -> None:
@@ -129,19 +132,23 @@ def _read_uri(uri: str) -> bytes:
 def result_schema() -> pyarrow.Schema:
     import pyarrow as pa
 
-    return pa.schema([(name, COLUMN_TYPES.get(name, "float64")) for name in RESULT_COLUMNS])
+    kinds = {"points": pa.list_(pa.list_(pa.float64()))}
+    return pa.schema([(name, kinds.get(COLUMN_TYPES.get(name, "float64"),
+                                       COLUMN_TYPES.get(name, "float64")))
+                      for name in RESULT_COLUMNS])
 
 
 class PredictActor:
     """One actor of the pool: a `Predictor` built once, applied to batches of file names."""
 
-    def __init__(self, model: str | None, batch_size: int, aligned: bool, threads: int):
+    def __init__(self, model: str | None, batch_size: int, aligned: bool, threads: int,
+                 whole_image: bool = False, faces: FaceFilter | None = None):
         from agegender.inference.backends import load_backend
         from agegender.inference.predictor import bundled_model_path
 
         backend = load_backend(model or bundled_model_path(), spinning=False, threads=threads)
         self.predictor = Predictor(backend, batch_size=batch_size, detector_threads=threads,
-                                   aligned=aligned)
+                                   aligned=aligned, whole_image=whole_image, faces=faces)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pyarrow.Table:
         import pyarrow as pa
@@ -178,32 +185,58 @@ def _load(location: str, file: str) -> Path | np.ndarray | str:
         return f"cannot read: {error}"
 
 
-def predict_on_ray(files: list[str], model: str | None, batch_size: int, aligned: bool,
-                   options: RayOptions) -> Iterator[dict]:
+def predict_on_ray(files: list[str], model: str | None, batch_size: int, options: RayOptions,
+                   aligned: bool = False, whole_image: bool = False,
+                   faces: FaceFilter | None = None) -> Iterator[dict]:
     """Rows (`FaceResult` dicts, full precision) of every file, in input order, predicted by
-    an actor pool on the Ray cluster at `options.address` (None: started on this machine)."""
-    import ray
-
+    an actor pool on the Ray cluster at `options.address` (None: started on this machine),
+    each actor's `Predictor` built with `aligned`, `whole_image` and `faces`."""
     if not files:
         return
-    if not ray.is_initialized():
-        ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+    ray = _start_ray(options)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
+    if options.quiet:
+        context.enable_progress_bars = False
     actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1))
                                    // options.threads_per_actor)
     log.info("predicting %d files on Ray with %d actors", len(files), actors)
     items = [{"file": file, "location": _location(file)} for file in files]
-    dataset = ray.data.from_items(items).map_batches(
-        PredictActor, batch_size=options.files_per_batch, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        fn_constructor_kwargs={"model": model and str(Path(model).absolute()),
-                               "batch_size": batch_size, "aligned": aligned,
-                               "threads": options.threads_per_actor},
-        num_cpus=options.threads_per_actor)
+    with warnings.catch_warnings():
+        # max_restarts as a keyword is the way Ray Data documents, deprecated for Ray 2.64
+        warnings.filterwarnings("ignore", "`ray_remote_args`", DeprecationWarning)
+        dataset = ray.data.from_items(items).map_batches(
+            PredictActor, batch_size=options.files_per_batch, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            fn_constructor_kwargs={"model": model and str(Path(model).absolute()),
+                                   "batch_size": batch_size, "aligned": aligned,
+                                   "threads": options.threads_per_actor,
+                                   "whole_image": whole_image, "faces": faces},
+            num_cpus=options.threads_per_actor, **_restarts(options))
     for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
         yield from table.to_pylist()
+
+
+def _restarts(options: RayOptions) -> dict:
+    """On this machine, quiet: an actor that dies is not restarted (its error ends the run),
+    which also spares the core worker's "E" line warning that restarted actors may lose their
+    constructor arguments. On a cluster, Ray's own restarts (and that line) stay."""
+    return {"max_restarts": 0} if options.quiet and options.address is None else {}
+
+
+def _start_ray(options: RayOptions):
+    """Ray, started (or joined) once; quiet unless asked: its Python loggers (start-up
+    notices, Ray Data's execution messages) say only errors."""
+    import ray
+
+    if options.quiet:
+        for name in ("ray", "ray.data"):  # ray.data has handlers of its own
+            logging.getLogger(name).setLevel(logging.ERROR)
+    if not ray.is_initialized():
+        ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False,
+                 logging_level=logging.WARNING if options.quiet else logging.INFO)
+    return ray
 
 
 class ParquetRows:

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -20,6 +21,8 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agegender.inference.predictor import FaceFilter
+from agegender.limits import LIMITS
 from agegender.serving.errors import ApiError
 from agegender.serving.metrics import ServerMetrics
 from agegender.serving.schemas import BatchPrediction, ErrorBody, Prediction
@@ -48,8 +51,32 @@ BATCH_BODY = {"requestBody": {"required": True, "content": {
 ERRORS = {status: {"model": ErrorBody, "description": description} for status, description in {
     400: "malformed request", 408: "the upload did not arrive in time",
     413: "upload or image too large",
-    415: "not an image (the content is sniffed)", 422: "unreadable image or missing field",
+    415: "not an image: the content is in no image format (it is sniffed, whatever the name "
+         "or Content-Type say)",
+    422: "corrupt image (an image format that cannot be decoded, or empty), missing field, or "
+         "a query parameter out of range",
     503: "models loading, or queue full (see Retry-After)", 504: "request timed out"}.items()}
+
+
+def _face_filter(
+        max_faces: Annotated[int | None, Query(
+            ge=LIMITS["max_faces"].low,
+            description="keep at most this many faces, the largest")] = None,
+        min_face: Annotated[float, Query(
+            ge=LIMITS["min_face"].low, allow_inf_nan=False,
+            description="keep faces at least this many pixels wide and high (within the "
+                        "image)")] = 0,
+        min_score: Annotated[float | None, Query(
+            ge=LIMITS["min_score"].low, le=LIMITS["min_score"].high, allow_inf_nan=False,
+            description="keep faces the detector scored at least this (0–1; default: its own "
+                        "threshold, 0.6)")] = None,
+) -> FaceFilter:
+    """The face filters a request may set, as `agegender predict --max-faces/--min-face/
+    --min-score` do (out of range: 422)."""
+    return FaceFilter(max_faces=max_faces, min_face=min_face, min_score=min_score)
+
+
+FaceFilterQuery = Annotated[FaceFilter, Depends(_face_filter)]
 
 
 def create_app(settings: ServeSettings | None = None,
@@ -102,7 +129,8 @@ def _add_prediction_routes(app: FastAPI, service: InferenceService,
         200: {"model": Prediction, "content": {"image/png": {}},
               "description": "the faces; with Accept: image/png the annotated image, and the "
                              "faces as JSON in the X-Faces header"}, **ERRORS})
-    async def predict(request: Request, annotate: bool = False) -> Response:
+    async def predict(request: Request, faces: FaceFilterQuery,
+                      annotate: bool = False) -> Response:
         """The faces in one image: multipart field `image`, or the raw image as the body."""
         body = await read_body(request, limit, settings.request_timeout_s)
         uploads = await image_uploads(request, body, "image", limit, settings.max_batch_images)
@@ -110,7 +138,7 @@ def _add_prediction_routes(app: FastAPI, service: InferenceService,
             raise ApiError(422, "several_images", "one image per request here; "
                                                   "/v1/predict/batch takes several")
         as_png = _wants_png(request.headers.get("accept", ""))
-        result = await service.predict(uploads[0][1], annotate=annotate or as_png)
+        result = await service.predict(uploads[0][1], annotate=annotate or as_png, faces=faces)
         if as_png:
             return Response(result.annotated_png, media_type="image/png",
                             headers={"X-Faces": json.dumps(result.body)})
@@ -121,7 +149,8 @@ def _add_prediction_routes(app: FastAPI, service: InferenceService,
 
     @app.post("/v1/predict/batch", openapi_extra=BATCH_BODY,
               responses={200: {"model": BatchPrediction}, **ERRORS})
-    async def predict_batch(request: Request) -> Response:
+    async def predict_batch(request: Request,
+                            faces: FaceFilterQuery) -> Response:
         """The faces in several images (repeated multipart field `images`); an image that
         cannot be read gets its own error entry, the others still answer."""
         body = await read_body(request, limit, settings.request_timeout_s)
@@ -129,7 +158,7 @@ def _add_prediction_routes(app: FastAPI, service: InferenceService,
             raise ApiError(415, "not_multipart", "send the images as multipart/form-data "
                                                  "fields named 'images'")
         uploads = await image_uploads(request, body, "images", limit, settings.max_batch_images)
-        return JSONResponse({"results": await service.predict_many(uploads)})
+        return JSONResponse({"results": await service.predict_many(uploads, faces)})
 
 
 def _add_status_routes(app: FastAPI, service: InferenceService) -> None:

@@ -6,11 +6,15 @@ from pydantic import BaseModel, Field
 
 
 class Face(BaseModel):
-    box: list[int] = Field(description="x, y, width, height in image pixels")
-    det_score: float | None = Field(description="detector confidence; null when no face was "
-                                                "detected in a small image, taken whole")
+    """One face: the same fields, names and nesting as a row of `agegender predict`'s JSON
+    (docs/output-schema.md)."""
+
+    face: int = Field(description="the face's number in its image, from 0, largest first")
+    box: list[int] = Field(description="x, y, width, height in image pixels, within the image")
+    det_score: float | None = Field(description="detector confidence (0–1)")
     landmarks: list[list[float]] | None = Field(
-        description="5 points (x, y): eyes, nose tip, mouth corners")
+        description="5 points (x, y) in image pixels: the eyes, the nose tip and the mouth "
+                    "corners, left to right as they appear")
     age: float
     age_low: float | None = Field(description="lower end of the 80 % interval")
     age_high: float | None = Field(description="upper end of the 80 % interval")

@@ -18,8 +18,9 @@ import numpy as np
 from agegender.imageio import ImageReadError, decode_image
 from agegender.inference.annotate import draw_faces
 from agegender.inference.backends import load_backend
-from agegender.inference.output import rounded
+from agegender.inference.output import face_json
 from agegender.inference.predictor import (
+    FaceFilter,
     FaceResult,
     FoundFace,
     Predictor,
@@ -31,7 +32,6 @@ from agegender.serving.errors import ApiError, image_error
 from agegender.serving.metrics import ServerMetrics
 from agegender.serving.settings import ServeSettings
 
-LANDMARK_DIGITS = 1
 T = TypeVar("T")
 
 
@@ -103,16 +103,19 @@ class InferenceService:
         if self._batcher is not None:
             self._batcher.close()
 
-    async def predict(self, data: bytes, annotate: bool = False) -> Answer:
-        """The faces in one uploaded image (`ApiError` for anything the client must fix)."""
-        return await self._admit(lambda: self._predict(data, annotate))
+    async def predict(self, data: bytes, annotate: bool = False,
+                      faces: FaceFilter | None = None) -> Answer:
+        """The faces in one uploaded image that `faces` keeps (`ApiError` for anything the
+        client must fix)."""
+        return await self._admit(lambda: self._predict(data, annotate, faces))
 
-    async def predict_many(self, uploads: list[tuple[str, bytes]]) -> list[dict]:
+    async def predict_many(self, uploads: list[tuple[str, bytes]],
+                           faces: FaceFilter | None = None) -> list[dict]:
         """One entry per upload, in order: its prediction or its error (the others still
         answer)."""
         async def one(name: str, data: bytes) -> dict:
             try:
-                return {"file": name, **(await self._predict(data, annotate=False)).body}
+                return {"file": name, **(await self._predict(data, False, faces)).body}
             except ApiError as error:
                 return {"file": name, **error.body()}
 
@@ -152,18 +155,17 @@ class InferenceService:
         if not task.cancelled():
             task.exception()  # retrieved: a timed-out request's late error is not logged
 
-    async def _predict(self, data: bytes, annotate: bool) -> Answer:
+    async def _predict(self, data: bytes, annotate: bool, faces: FaceFilter | None) -> Answer:
         loop = asyncio.get_running_loop()
         self._count_detecting(+1)  # `_analyse` counts it off once its faces are found
-        analysed = await loop.run_in_executor(self._pool, self._analyse, data)
+        analysed = await loop.run_in_executor(self._pool, self._analyse, data, faces)
         predictions = (await asyncio.wrap_future(analysed.predictions)
                        if analysed.predictions is not None else [])
         rows = face_rows(analysed.faces, predictions, file="")
         self.metrics.faces.inc(len(rows))
         height, width = analysed.image.shape[:2]
         body = {"width": width, "height": height,
-                "faces": [_face_json(row, face.landmarks)
-                          for row, face in zip(rows, analysed.faces, strict=True)]}
+                "faces": [face_json(row.to_dict()) for row in rows]}
         if not annotate:
             return Answer(body)
         png = await loop.run_in_executor(self._pool, _annotated_png, analysed.image, rows)
@@ -173,13 +175,16 @@ class InferenceService:
         with self._lock:
             self._detecting += change
 
-    def _analyse(self, data: bytes) -> _Analysed:
-        """Decode (content sniffed, pixel cap) and find the faces; their crops go to the
-        batcher from this thread, so the model call can start before the loop sees them."""
+    def _analyse(self, data: bytes, keep: FaceFilter | None) -> _Analysed:
+        """Decode (content sniffed, pixel cap) and find the faces `keep` keeps (default: the
+        predictor's filter); their crops go to the batcher from this thread, so the model call
+        can start before the loop sees them."""
         assert self.predictor is not None and self._batcher is not None
         try:
             image = decode_image(data, source="upload")
             faces = self.predictor.find_faces(image)
+            if keep is not None:
+                faces = keep.apply(faces)
         except ImageReadError as error:
             raise image_error(error) from None
         finally:
@@ -187,18 +192,6 @@ class InferenceService:
         predictions = (self._batcher.submit(np.stack([face.crop for face in faces]))
                        if faces else None)
         return _Analysed(image, faces, predictions)
-
-
-def _face_json(row: FaceResult, landmarks: np.ndarray | None) -> dict:
-    """A face as the API gives it: the CLI's columns, rounded as its writers round them."""
-    shown = rounded(row.to_dict())
-    points = (None if landmarks is None
-              else [[round(float(x), LANDMARK_DIGITS), round(float(y), LANDMARK_DIGITS)]
-                    for x, y in landmarks])
-    return {"box": [shown["x"], shown["y"], shown["w"], shown["h"]],
-            "det_score": shown["det_score"], "landmarks": points, "age": shown["age"],
-            "age_low": shown["age_low"], "age_high": shown["age_high"],
-            "gender": shown["gender"], "gender_prob": shown["gender_prob"]}
 
 
 def _annotated_png(image: np.ndarray, rows: list[FaceResult]) -> bytes:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from agegender.limits import check
 from agegender.onnx_session import available_cores
+
+CHECKED = ("workers", "model_threads", "max_batch", "batch_wait_ms", "max_queue",
+           "retry_after_s", "max_upload_bytes", "max_batch_images", "request_timeout_s")
+"""The fields with a range (`agegender.limits.LIMITS`): a server never starts with one out of
+it, so it never answers 5xx for a setting."""
 
 
 @dataclass(frozen=True)
@@ -40,3 +46,7 @@ class ServeSettings:
     """A request not answered in this time gets 504."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (CORS); empty: CORS off."""
+
+    def __post_init__(self) -> None:
+        for name in CHECKED:
+            check(name, getattr(self, name))

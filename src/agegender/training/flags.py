@@ -30,17 +30,35 @@ def _flag_fields() -> list[tuple[str, type, Field]]:
     return found
 
 
-def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """One flag per command-line field of `TrainConfig` and its sections."""
+def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                     defaults: TrainConfig | None = None) -> None:
+    """One flag per command-line field of `TrainConfig` and its sections; the help shows the
+    value in `defaults` (the configuration a run starts from without flags)."""
     for dest, owner, definition in _flag_fields():
         flag = definition.metadata.get("flag") or "--" + definition.name.replace("_", "-")
         kind = _argument_kind(definition, typing.get_type_hints(owner)[definition.name])
         choices = definition.metadata.get("choices")
         if kind.get("action") is not argparse.BooleanOptionalAction and not choices:
             kind.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+        shown = "" if defaults is None else f" (default: {_shown(_value(defaults, dest))})"
         parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS,
-                            help=definition.metadata["doc"].replace("%", "%%"),
+                            help=(definition.metadata["doc"] + shown).replace("%", "%%"),
                             choices=choices, **kind)
+
+
+def _value(config: TrainConfig, dest: str) -> Any:
+    value: Any = config
+    for part in dest.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value)) or "none"
+    return "none" if value is None else str(value)
 
 
 def _argument_kind(definition: Field, hint: Any) -> dict:

@@ -11,24 +11,44 @@ function say(text, isError = false) {
   status.className = isError ? "error" : "";
 }
 
+// A failure clears the previous photo's result, so no old faces stand beside a new error.
+function clearResult() {
+  $("result").hidden = true;
+  $("faces").querySelector("tbody").replaceChildren();
+  const canvas = $("canvas");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+}
+
+function fail(what, reason) {
+  clearResult();
+  say(`${what} failed: ${reason}`, true);
+}
+
 async function analyse(blob) {
-  say("Analysing…");
+  const name = blob.name || "the photo";
+  say(`Analysing ${name}…`);
   const form = new FormData();
   form.append("image", blob, blob.name || "photo");
   let answer;
   try {
     const response = await fetch("/v1/predict", { method: "POST", body: form });
-    answer = await response.json();
+    answer = await response.json().catch(() => ({}));
     if (!response.ok) {
-      say(`${response.status}: ${answer.error ? answer.error.message : response.statusText}`,
-          true);
+      const reason = answer.error ? answer.error.message : response.statusText;
+      fail(`Analysing ${name}`, `${response.status}, ${reason}`);
       return;
     }
   } catch (error) {
-    say(`The server did not answer: ${error}`, true);
+    fail(`Analysing ${name}`, `the server did not answer (${error.message || error})`);
     return;
   }
-  const bitmap = await createImageBitmap(blob, { imageOrientation: "from-image" });
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, { imageOrientation: "from-image" });
+  } catch (error) {
+    fail(`Showing ${name}`, "this browser cannot draw the image");
+    return;
+  }
   show(bitmap, answer);
 }
 
@@ -44,28 +64,29 @@ function show(bitmap, answer) {
   context.textBaseline = "top";
   const rows = $("faces").querySelector("tbody");
   rows.replaceChildren();
-  answer.faces.forEach((face, index) => {
+  answer.faces.forEach((face) => {
     const [x, y, w, h] = face.box;
     const colour = COLOURS[face.gender] || "orange";
     context.lineWidth = line;
     context.strokeStyle = colour;
     context.strokeRect(x, y, w, h);
-    const text = `${index + 1}: ${face.gender[0].toUpperCase()} ${Math.round(face.age)}`;
+    const text = `${face.face}: ${face.gender[0].toUpperCase()} ${Math.round(face.age)}`;
     const width = context.measureText(text).width + 2 * line;
     const top = y >= size + 2 * line ? y - size - 2 * line : y + h;
     context.fillStyle = colour;
     context.fillRect(x, top, width, size + 2 * line);
     context.fillStyle = "white";
     context.fillText(text, x + line, top + line);
-    rows.append(faceRow(index, face));
+    rows.append(faceRow(face));
   });
   $("result").hidden = false;
   say(answer.faces.length === 1 ? "1 face found." : `${answer.faces.length} faces found.`);
 }
 
-function faceRow(index, face) {
+// The face numbers are the API's (and the CLI's): from 0, largest first.
+function faceRow(face) {
   const cells = [
-    String(index + 1),
+    String(face.face),
     face.age.toFixed(1),
     face.age_low === null ? "–" : `${face.age_low.toFixed(1)}–${face.age_high.toFixed(1)}`,
     face.gender,
@@ -114,7 +135,7 @@ $("camera-start").addEventListener("click", async () => {
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: true });
   } catch (error) {
-    say(`No webcam: ${error.message}`, true);
+    fail("Starting the webcam", error.message || String(error));
     return;
   }
   $("camera").srcObject = stream;
@@ -136,6 +157,10 @@ $("camera-shoot").addEventListener("click", () => {
   frame.getContext("2d").drawImage(video, 0, 0);
   frame.toBlob((blob) => {
     stopCamera();
+    if (!blob) {
+      fail("Taking the photo", "the webcam gave no picture");
+      return;
+    }
     analyse(new File([blob], "webcam.jpg", { type: "image/jpeg" }));
   }, "image/jpeg", 0.92);
 });
