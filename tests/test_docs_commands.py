@@ -49,11 +49,11 @@ EXPECTED = {
     "install.md": ["bundled model agegender_mobilenet_v2.onnx sha256:",
                    "astronaut_face.jpg,,,0,"],
     "predict.md": ["astronaut_face.jpg,,,0,"],
-    "serve.md": ['"faces":[{"box"'],
+    "serve.md": ['"faces":[{"face":0,"box"'],
     "train.md": ["test split, ", "seed.onnx", "astronaut_face.jpg,,,0,"],
     "explain.md": ["astronaut_face_face0.png"],
     "tutorial.md": ["images usable, 0 entries skipped, 0 unreadable", "my_model.onnx",
-                    "compare.html", '"faces":[{"box"'],
+                    "compare.html", '"faces":[{"face":0,"box"'],
 }
 """What each page's output must show: the commands did their work, not only exit 0."""
 
