@@ -46,11 +46,11 @@ def _transfer(backbone: str, size: int, mean: tuple[float, ...], std: tuple[floa
 PRESETS["transfer-mobilenet_v2"] = _transfer("mobilenet_v2", 112, IMAGENET_MEAN, IMAGENET_STD)
 PRESETS["transfer-efficientnet_lite0"] = _transfer("efficientnet_lite0", 112, TF_LITE_MEAN,
                                                    TF_LITE_STD)
-# Face-trained starts (models.face_backbones), each at the size it was trained at. SFace: 112 px.
-# The Cydral age network: 64 px. Its features are tuned to a face of that size. On UTKFace
-# validation faces, its own age head reads MAE 5.85 at 64 px but 13.25 at 112. A ridge read-out
-# of its frozen features reads 6.92 at 64 and 10.24 at 112, no better than ImageNet
-# MobileNetV2's 10.50 (docs/snippets/face-starts.md).
+# Face-trained starts (models.face_backbones), each at the size it was trained at: SFace 112 px,
+# the Cydral age network 64 px. The latter's features are tuned to faces of that size: on
+# UTKFace validation faces its own age head reads MAE 5.72 at 64 px and 12.47 at 112, and a
+# ridge read-out of its frozen features 6.81 and 10.28 (ImageNet MobileNetV2 at 112: 9.74).
+# tools/face_start_probe.py; docs/snippets/face-starts.md.
 PRESETS["transfer-sface"] = _transfer("sface", 112, SFACE_MEAN, SFACE_STD)
 PRESETS["transfer-dlib_resnet"] = _transfer("dlib_resnet", 64, DLIB_MEAN, DLIB_STD)
 
