@@ -1,4 +1,5 @@
-"""Shared fixtures: the real UTKFace archive (from ../shared) and small synthetic faces."""
+"""Shared fixtures: the real UTKFace archive (from ../shared), small synthetic faces, and a
+sample portrait."""
 
 from __future__ import annotations
 
@@ -17,6 +18,27 @@ def archive() -> Path:
     if not path.is_file():
         pytest.skip(f"UTKFace archive not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def grace_hopper():
+    """matplotlib's sample portrait, centre-cropped (87.5 %), as a loader of a 1×3×size×size
+    tensor in [0, 1]."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    import torch
+    from PIL import Image
+
+    image = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    width, height = image.size
+    side = int(min(width, height) * 0.875)
+    left, top = (width - side) // 2, (height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+
+    def load(size: int) -> torch.Tensor:
+        pixels = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), np.float32)
+        return torch.from_numpy(pixels / 255).permute(2, 0, 1).unsqueeze(0)
+
+    return load
 
 
 @pytest.fixture(autouse=True)

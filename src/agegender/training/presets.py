@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD
 from agegender.models.config import ModelConfig
+from agegender.models.face_backbones import DLIB_MEAN, DLIB_STD, SFACE_MEAN, SFACE_STD
 from agegender.preprocessing import Preprocessing
 from agegender.training.config import BUNDLED_INIT, TrainConfig
 
@@ -47,6 +48,13 @@ def _transfer(backbone: str, size: int, mean: tuple[float, ...], std: tuple[floa
 PRESETS["transfer-mobilenet_v2"] = _transfer("mobilenet_v2", 112, IMAGENET_MEAN, IMAGENET_STD)
 PRESETS["transfer-efficientnet_lite0"] = _transfer("efficientnet_lite0", 112, TF_LITE_MEAN,
                                                    TF_LITE_STD)
+# Face-trained starts (models.face_backbones), each at the size it was trained at: SFace 112 px,
+# the Cydral age network 64 px. The latter's features are tuned to faces of that size: on
+# UTKFace validation faces its own age head reads MAE 5.72 at 64 px and 12.47 at 112, and a
+# ridge read-out of its frozen features 6.81 and 10.28 (ImageNet MobileNetV2 at 112: 9.74).
+# tools/face_start_probe.py; docs/snippets/face-starts.md.
+PRESETS["transfer-sface"] = _transfer("sface", 112, SFACE_MEAN, SFACE_STD)
+PRESETS["transfer-dlib_resnet"] = _transfer("dlib_resnet", 64, DLIB_MEAN, DLIB_STD)
 
 # Fine-tune the bundled model on a user's own faces: its network (MobileNetV2, anti-aliased),
 # read back from the ONNX file with its BatchNorms folded and so frozen; a short schedule at the
