@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agegender.cli import compare, explain, ray_engine, serve
+from agegender.cli import compare, explain, people, ray_engine, serve, tracked
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "curves (default: the checkpoint's folder)")
 
     predict = commands.add_parser("predict", help="age and gender of the faces in images")
-    predict.add_argument("paths", nargs="+",
-                         help="image or video files, folders (searched recursively) or globs")
+    predict.add_argument("paths", nargs="*",
+                         help="image or video files, folders (searched recursively), globs, "
+                              "webcams (/dev/video0) or network streams (rtsp://, http(s)://, "
+                              "udp://)")
     predict.add_argument("--model", type=Path,
                          help="checkpoint (.pt) or exported model (.onnx, needs no torch); "
                               "default: the bundled model")
@@ -85,9 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=32, help="faces per model call")
     predict.add_argument("--workers", type=int, default=2,
                          help="threads that decode, detect and align ahead of the model")
-    predict.add_argument("--annotate", type=Path, metavar="DIR",
+    predict.add_argument("--annotate", type=Path, metavar="DIR|VIDEO",
                          help="also save each image with boxes and labels drawn, as JPEG under "
-                              "DIR at its path below the folder (or file, or glob) given")
+                              "DIR at its path below the folder (or file, or glob) given; for "
+                              "one video or live source, a video file (out.mp4: H.264, boxes "
+                              "coloured by track, labelled with the track's answer)")
     predict.add_argument("--every", type=int, default=1, metavar="N",
                          help="videos: predict every N-th frame (default every frame)")
     predict.add_argument("--resume", action="store_true",
@@ -95,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--aligned", action="store_true",
                          help="the images are face crops already aligned like the training "
                               "data (UTKFace's aligned crops): no detection, one face each")
+    tracked.add_arguments(predict)
+    people.add_arguments(predict)
     ray_engine.add_arguments(predict)
 
     export = commands.add_parser("export", help="checkpoint → ONNX model that runs without torch")
@@ -194,10 +200,16 @@ def _predict(args: argparse.Namespace) -> int:
     from agegender.inference.inputs import expand_inputs
     from agegender.inference.output import ResultWriter, files_done
     from agegender.inference.predictor import NO_FACE
+    from agegender.inference.video import is_live_source
 
     if args.engine == "ray":
         return ray_engine.run(args)
-    inputs, missing = expand_inputs(args.paths)
+    if not args.paths and args.people is None:
+        raise ValueError("predict: give the images, videos or live sources (or --people)")
+    live = [argument for argument in args.paths if is_live_source(argument)]
+    inputs, missing = expand_inputs([a for a in args.paths if not is_live_source(a)])
+    if people.wanted(args) or tracked.wants_tracking(args, inputs, live):
+        return _predict_people_or_tracks(args, inputs, missing, live)
     if args.resume and args.output is None:
         raise ValueError("--resume needs --output, the file to continue")
     done = files_done(args.output) if args.resume else set()
@@ -232,6 +244,20 @@ def _predict(args: argparse.Namespace) -> int:
     log.info("%d images%s: %d faces, %d images without a face, %d failed",
              len(paths) + len(missing), for_log, faces, without_face, failed)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _predict_people_or_tracks(args: argparse.Namespace, inputs: list, missing: list,
+                              live: list[str]) -> int:
+    """`--person`/`--people`, or inputs with videos or live sources (tracked)."""
+    from agegender.inference import Predictor
+
+    if people.wanted(args):
+        return people.run(args, inputs, missing, live)
+    if args.resume:
+        raise ValueError("--resume continues per-file rows; tracked videos and live "
+                         "sources restart (or pass --no-track)")
+    predictor = Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned)
+    return tracked.run(args, predictor, inputs, missing, live)
 
 
 def _export(args: argparse.Namespace) -> int:

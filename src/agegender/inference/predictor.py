@@ -17,7 +17,13 @@ from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
 from agegender.faces.canonical import aligned_crop, canonical_crop
 from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError, decode_image
-from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
+from agegender.inference.backends import (
+    FacePredictions,
+    ModelBackend,
+    load_backend,
+    predict_in_batches,
+    predict_with_age_distribution,
+)
 from agegender.inference.video import VideoReadError, is_video, iter_frames
 
 T = TypeVar("T")
@@ -87,16 +93,22 @@ class FoundFace:
 @dataclass
 class ImageResult:
     """The outcome for one input image or video frame: its rows, and the decoded image when it
-    was kept."""
+    was kept. With `distributions` asked of `predict_paths`, `age_log_probs` holds each face
+    row's age distribution (faces × 101 log-probabilities, `predict_with_age_distribution`)."""
 
     file: str
     rows: list[FaceResult]
     image: np.ndarray | None = None
     frame: int | None = None
+    age_log_probs: np.ndarray | None = None
+
+    @property
+    def time(self) -> float | None:
+        return self.rows[0].time if self.rows else None
 
 
 @dataclass
-class _Item:
+class WorkItem:
     """One image to analyse: a still to decode (`image` None), a decoded video frame, or the
     error that stopped a video."""
 
@@ -178,16 +190,15 @@ class Predictor:
     def predict_crops(self, crops: np.ndarray) -> list[dict]:
         """Age, interval, gender and its probability for N canonical crops (uint8), at full
         precision, in model calls of at most `batch_size` crops."""
-        out = predict_in_batches(self.backend, crops, self.batch_size)
-        results = []
-        for age, low, high, prob_female in zip(out.age, out.age_low, out.age_high,
-                                               out.prob_female, strict=True):
-            female = bool(prob_female >= GENDER_THRESHOLD)
-            results.append({
-                "age": float(age), "age_low": _finite(low), "age_high": _finite(high),
-                "gender": GENDER_NAMES[int(female)],
-                "gender_prob": float(prob_female if female else 1 - prob_female)})
-        return results
+        return _prediction_dicts(predict_in_batches(self.backend, crops, self.batch_size))
+
+    def predict_crops_with_distribution(self, crops: np.ndarray
+                                        ) -> tuple[list[dict], np.ndarray]:
+        """`predict_crops`' dicts and each crop's age distribution (N×101 log-probabilities),
+        the evidence `agegender.tracking` combines over a person's faces."""
+        out, log_probs = predict_with_age_distribution(self.backend, crops, self.batch_size)
+        return _prediction_dicts(out), log_probs
+
 
     def predict(self, image: ImageInput, file: str | None = None) -> list[FaceResult]:
         """Rows for one image (a path, or an RGB uint8 array named `file`): `predict_batch`
@@ -210,25 +221,30 @@ class Predictor:
         return [result.rows for result in self._predict_analysed(analysed)]
 
     def predict_paths(self, paths: Iterable[Path], workers: int = 1, keep_images: bool = False,
-                      every: int = 1) -> Iterator[ImageResult]:
+                      every: int = 1, distributions: bool = False) -> Iterator[ImageResult]:
         """One result per image (per sampled frame of a video: every `every`-th), in input
-        order; unreadable files give error rows and never stop the run.
+        order; unreadable files give error rows and never stop the run. `distributions`: each
+        result also carries its faces' age distributions (`ImageResult.age_log_probs`).
 
         `workers` threads decode, detect and align ahead of the model (a bounded window, so
         memory does not grow with the number of paths); faces of several images share a batch.
         """
+        return self.predict_items(_items(paths, every), workers, keep_images, distributions)
+
+    def predict_items(self, items: Iterable[WorkItem], workers: int = 1, keep_images: bool = False,
+                      distributions: bool = False) -> Iterator[ImageResult]:
+        """`predict_paths` over items already listed (stills, decoded frames, errors)."""
         pending: list[_Analysed] = []
         faces = 0
-        items = _items(paths, every)
         detector = self.detector_for(workers)
         for analysed in _ordered_map(
                 lambda item: self._analyse_item(item, keep_images, detector), items, workers):
             pending.append(analysed)
             faces += len(analysed.faces) if isinstance(analysed.faces, list) else 0
             if faces >= self.batch_size or len(pending) >= self.batch_size:
-                yield from self._predict_analysed(pending)
+                yield from self._predict_analysed(pending, distributions)
                 pending, faces = [], 0
-        yield from self._predict_analysed(pending)
+        yield from self._predict_analysed(pending, distributions)
 
     def detector_for(self, workers: int) -> FaceDetector | None:
         """The detector `predict_paths` uses with this many worker threads."""
@@ -236,7 +252,7 @@ class Predictor:
             return self._worker_detector.get()
         return self.detector
 
-    def _analyse_item(self, item: _Item, keep_image: bool,
+    def _analyse_item(self, item: WorkItem, keep_image: bool,
                       detector: FaceDetector | None = None) -> _Analysed:
         file = str(item.path)
         if item.error is not None:
@@ -253,16 +269,44 @@ class Predictor:
     def _analyse_input(self, image: ImageInput, file: str | None) -> _Analysed:
         if isinstance(image, np.ndarray):
             return _Analysed(file or "", self.find_faces(image), None)
-        return self._analyse_item(_Item(Path(image)), keep_image=False)
+        return self._analyse_item(WorkItem(Path(image)), keep_image=False)
 
-    def _predict_analysed(self, batch: list[_Analysed]) -> list[ImageResult]:
+    def _predict_analysed(self, batch: list[_Analysed], distributions: bool = False
+                          ) -> list[ImageResult]:
         """The one batching path (`predict_batch`, `predict_paths`): every face of the batch's
-        images through `predict_crops`; rows per image."""
+        images through `predict_crops` (or `predict_crops_with_distribution`); rows per
+        image."""
         crops = [face.crop for item in batch if isinstance(item.faces, list)
                  for face in item.faces]
-        predictions = iter(self.predict_crops(np.stack(crops)) if crops else [])
-        return [ImageResult(item.file, _rows(item, predictions), item.image, item.frame)
-                for item in batch]
+        log_probs = None
+        if not crops:
+            predicted: list[dict] = []
+        elif distributions:
+            predicted, log_probs = self.predict_crops_with_distribution(np.stack(crops))
+        else:
+            predicted = self.predict_crops(np.stack(crops))
+        predictions = iter(predicted)
+        results, start = [], 0
+        for item in batch:
+            count = len(item.faces) if isinstance(item.faces, list) else 0
+            results.append(ImageResult(
+                item.file, _rows(item, predictions), item.image, item.frame,
+                None if log_probs is None else log_probs[start:start + count]))
+            start += count
+        return results
+
+
+def _prediction_dicts(out: FacePredictions) -> list[dict]:
+    """Age, interval, gender and its probability per face, at full precision."""
+    results = []
+    for age, low, high, prob_female in zip(out.age, out.age_low, out.age_high,
+                                           out.prob_female, strict=True):
+        female = bool(prob_female >= GENDER_THRESHOLD)
+        results.append({
+            "age": float(age), "age_low": _finite(low), "age_high": _finite(high),
+            "gender": GENDER_NAMES[int(female)],
+            "gender_prob": float(prob_female if female else 1 - prob_female)})
+    return results
 
 
 def _rows(item: _Analysed, predictions: Iterator[dict]) -> list[FaceResult]:
@@ -300,20 +344,20 @@ class _Lazy(Generic[T]):
             return self._value
 
 
-def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
+def _items(paths: Iterable[Path], every: int) -> Iterator[WorkItem]:
     """Stills as they are; videos as their sampled frames, then their error if decoding failed."""
     for path in paths:
         if not is_video(path):
-            yield _Item(path)
+            yield WorkItem(path)
             continue
         try:
             for frame in iter_frames(path, every):
-                yield _Item(path, frame.image, frame.index, frame.time)
+                yield WorkItem(path, frame.image, frame.index, frame.time)
         except VideoReadError as error:
-            yield _Item(path, error=error)
+            yield WorkItem(path, error=error)
 
 
-def _ordered_map(function: Callable[[_Item], _Analysed], items: Iterable[_Item],
+def _ordered_map(function: Callable[[WorkItem], _Analysed], items: Iterable[WorkItem],
                  workers: int) -> Iterator[_Analysed]:
     """`map(function, items)` on `workers` threads, in order, at most 4 × workers ahead."""
     if workers <= 1:
