@@ -208,7 +208,7 @@ def _run_live(args: argparse.Namespace, predictor: Predictor, url: str, writer: 
         with LiveSource(url, every=args.every) as live:
             drawer = _video_annotator(stack, args.annotate, live.rate) if annotate else None
             for frame in live.frames():
-                item = WorkItem(Path(url), frame.image, frame.index, frame.time)
+                item = WorkItem(Path(url), frame.image, frame.index, frame.time, name=url)
                 results = predictor.predict_items([item], keep_images=drawer is not None,
                                                   distributions=True)
                 _write_tracked(results, source, writer, counts, drawer)

@@ -110,13 +110,15 @@ class ImageResult:
 @dataclass
 class WorkItem:
     """One image to analyse: a still to decode (`image` None), a decoded video frame, or the
-    error that stopped a video."""
+    error that stopped a video. `name` is the rows' `file` when it is not the path (a live
+    source's URL)."""
 
     path: Path
     image: np.ndarray | None = None
     frame: int | None = None
     time: float | None = None
     error: VideoReadError | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -254,7 +256,7 @@ class Predictor:
 
     def _analyse_item(self, item: WorkItem, keep_image: bool,
                       detector: FaceDetector | None = None) -> _Analysed:
-        file = str(item.path)
+        file = item.name or str(item.path)
         if item.error is not None:
             return _Analysed(file, item.error, None)
         image = item.image
