@@ -77,8 +77,13 @@ def track_video(predictor: Predictor, path: Path) -> tuple[list[list[dict]], lis
     source = TrackedSource(str(path))
     items = (WorkItem(path, frame.image, frame.index, frame.time)
              for frame in iter_frames(path))
-    frames = [source.add(result) for result in predictor.predict_items(
-        items, workers=2, distributions=True)]
+    frames = []
+    for result in predictor.predict_items(items, workers=2, distributions=True):
+        rows = source.add(result)
+        faces = [row for row in rows if row["error"] is None]
+        for row, log_probs in zip(faces, result.age_log_probs if faces else [], strict=True):
+            row["_log_probs"] = log_probs  # for comparing combining rules (`score_video`)
+        frames.append(rows)
     return frames, source.summary()
 
 

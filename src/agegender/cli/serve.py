@@ -10,6 +10,7 @@ log = logging.getLogger("agegender")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    from agegender.serving.live import LiveSettings
     from agegender.serving.settings import ServeSettings
 
     defaults = ServeSettings()
@@ -35,6 +36,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="seconds before a request gets 504")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                        help="allow browser calls from this origin (repeat; default: CORS off)")
+    live = LiveSettings()
+    serve.add_argument("--live-connections", type=int, default=live.max_connections,
+                       help="the page's live mode: most WebSocket connections at once")
+    serve.add_argument("--live-idle", type=float, default=live.idle_timeout_s, metavar="S",
+                       help="the live mode: close a connection that sends nothing for S s")
+    serve.add_argument("--live-in-flight", type=int, default=live.frames_in_flight,
+                       help="the live mode: frames of a connection waiting or analysed at "
+                            "once; more are dropped")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ValueError(f"agegender serve needs the serve extra ({error.name} is missing): "
                          "pip install 'agegender[serve]'") from error
+    from agegender.serving.live import LiveSettings
     from agegender.serving.settings import ServeSettings
 
     settings = ServeSettings(
@@ -56,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     service.load()  # a bad --model stops here, before the port opens
     log.info("serving %s on http://%s:%d/", service.model_path.name, args.host, args.port)
     try:
-        uvicorn.run(create_app(settings, service), host=args.host, port=args.port,
+        live = LiveSettings(max_connections=args.live_connections,
+                            idle_timeout_s=args.live_idle,
+                            frames_in_flight=args.live_in_flight)
+        uvicorn.run(create_app(settings, service, live), host=args.host, port=args.port,
                     log_level="warning")
     finally:
         service.close()

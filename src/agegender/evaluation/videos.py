@@ -21,6 +21,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from agegender.evaluation.scenes import PlacedFace, background
 
+WORLD_MARGIN = 2.2
+"""The world (the background the camera looks at) is this many frames wide and high."""
+
+CAMERA_START = 0.6
+"""The camera's first top-left corner, in frame widths and heights from the world's."""
+
 VISIBLE_SHARE = 0.6
 """A face counts as seen in a frame when at least this share of its square is neither hidden
 by the occluder or a nearer face nor outside the frame."""
@@ -98,8 +104,8 @@ def render(script: VideoScript, crops: list[np.ndarray], path: Path) -> list[lis
     import av
 
     rng = np.random.default_rng(script.seed)
-    margin = 1.6
-    world = background(rng, round(script.width * margin), round(script.height * margin))
+    world = background(rng, round(script.width * WORLD_MARGIN),
+                       round(script.height * WORLD_MARGIN))
     faces = {p.face: Image.fromarray(crops[p.face]).convert("RGBA") for p in script.paths}
     truth: list[list[TrueFace]] = []
     with av.open(str(path), mode="w") as container:
@@ -121,8 +127,8 @@ def _camera(script: VideoScript, frame: int) -> tuple[float, float, float]:
     """The camera's top-left corner in world pixels and its scale (frame px per world px)."""
     t = frame / max(1, script.frames - 1)
     scale = 1 + t * (script.zoom - 1)
-    left = script.width * 0.3 + script.pan[0] * frame
-    top = script.height * 0.3 + script.pan[1] * frame
+    left = script.width * CAMERA_START + script.pan[0] * frame
+    top = script.height * CAMERA_START + script.pan[1] * frame
     return left, top, scale
 
 
@@ -198,7 +204,7 @@ def random_script(rng: np.random.Generator, faces: list[int], seed: int,
             xs = (width * 0.15, width * 0.85) if slot == 0 else (width * 0.85, width * 0.15)
         else:
             xs = tuple(rng.uniform(width * 0.2, width * 0.8, 2))
-        world = (width * 0.3, height * 0.3)  # the camera's first corner (see `_camera`)
+        world = (width * CAMERA_START, height * CAMERA_START)  # the camera's first corner
         paths.append(FacePath(
             face, (xs[0] + world[0], y + world[1]), (xs[1] + world[0], y + world[1] +
                                                      rng.uniform(-40, 40)),
@@ -207,7 +213,9 @@ def random_script(rng: np.random.Generator, faces: list[int], seed: int,
             enter=0 if slot < 2 else int(rng.integers(0, frames // 4)),
             leave=None if slot < 2 else int(rng.integers(frames * 3 // 4, frames + 1))))
     moving = rng.random() < 0.5
-    pan = (float(rng.uniform(-1.5, 1.5)), float(rng.uniform(-0.8, 0.8))) if moving else (0, 0)
+    reach = 250 / frames  # the pan's whole course stays within the world
+    pan = ((float(rng.uniform(-1.5, 1.5)) * reach, float(rng.uniform(-0.8, 0.8)) * reach)
+           if moving else (0.0, 0.0))
     zoom = 1.0 if moving else float(rng.uniform(0.85, 1.25))
     hide = paths[int(rng.integers(0, count))]
     first = int(rng.integers(frames // 5, frames * 3 // 5))
@@ -227,7 +235,7 @@ def _occluder_over(face_path: FacePath, frame: int, frames: int, width: int, hei
     if where is None:
         return (0, 0, 1, 1)
     x, y, side, _ = where
-    x, y = x - width * 0.3, y - height * 0.3
+    x, y = x - width * CAMERA_START, y - height * CAMERA_START
     return (round(x - side), round(y - side), round(2 * side), round(2 * side))
 
 
@@ -247,6 +255,8 @@ class TrackingScore:
     frame_age_errors: list[float] = field(default_factory=list)
     interval_hits: list[bool] = field(default_factory=list)
     frame_interval_hits: list[bool] = field(default_factory=list)
+    rule_errors: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    rule_hits: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
 
     def figures(self) -> dict:
         def mean(values: list) -> float | None:
@@ -269,6 +279,9 @@ class TrackingScore:
             "shown_gender_changes_per_track": mean(self.gender_changes),
             "max_shown_gender_changes": max(self.gender_changes, default=None),
             "frame_gender_flips_per_track": mean(self.frame_flips),
+            **{f"rule {name}: age MAE": mean(errors) for name, errors in self.rule_errors.items()},
+            **{f"rule {name}: interval coverage": mean(hits)
+               for name, hits in self.rule_hits.items()},
         }
 
 
@@ -324,6 +337,44 @@ def score_video(score: TrackingScore, frames: list[list[dict]], truth: list[list
             score.frame_age_errors.append(float(np.mean([abs(r["age"] - age) for r in rows])))
             score.interval_hits.append(final["age_low"] <= age <= final["age_high"])
             score.frame_interval_hits.extend(r["age_low"] <= age <= r["age_high"] for r in rows)
+            _score_rules(score, [row for row in rows if row["track"] == main], age)
     for face in {true.face for frame_truth in truth for true in frame_truth if true.visible}:
         if face not in seen:
             score.tracks += 1  # never detected: its track's answer is missing, so wrong
+
+
+RULES = {
+    "geometric mean": lambda log_probs, weights: weights @ log_probs / weights.sum(),
+    "product": lambda log_probs, weights: weights @ log_probs,
+    "arithmetic mean": lambda log_probs, weights: np.log(
+        weights @ np.exp(log_probs) / weights.sum() + 1e-300),
+}
+"""Ways to combine a track's age distributions (log-probabilities, one row per frame) that
+the benchmark compares; the first is `agegender.tracking.combine`'s."""
+
+
+def _score_rules(score: TrackingScore, rows: list[dict], age: float) -> None:
+    """Age error and interval hit of each combining rule and weighting, on the rows of a
+    face's main track that carry their distribution (`_log_probs`, set by the benchmark)."""
+    from agegender.tracking.combine import INTERVAL_TAILS, quantile
+
+    rows = [row for row in rows if "_log_probs" in row]
+    if not rows:
+        return
+    log_probs = np.stack([row["_log_probs"] for row in rows]).astype(np.float64)
+    weightings = {"": np.ones(len(rows)),
+                  ", weighted by face area": np.array([row["w"] * row["h"] for row in rows]),
+                  ", weighted by detection score": np.array([row["det_score"] for row in rows])}
+    for rule, combine in RULES.items():
+        for weighting, weights in weightings.items():
+            if rule != "geometric mean" and weighting:
+                continue
+            combined = combine(log_probs, weights)
+            probs = np.exp(combined - combined.max())
+            cdf = np.cumsum(probs / probs.sum())
+            low, median, high = (quantile(cdf, q) for q in (INTERVAL_TAILS[0], 0.5,
+                                                             INTERVAL_TAILS[1]))
+            score.rule_errors[rule + weighting].append(abs(median - age))
+            score.rule_hits[rule + weighting].append(low <= age <= high)
+    score.rule_errors["median of the frames' ages"].append(
+        abs(float(np.median([row["age"] for row in rows])) - age))

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agegender.serving.errors import ApiError
+from agegender.serving.live import LiveSettings, add_live_route
 from agegender.serving.metrics import ServerMetrics
 from agegender.serving.schemas import BatchPrediction, ErrorBody, Prediction
 from agegender.serving.service import InferenceService, png_data_url
@@ -53,9 +54,11 @@ ERRORS = {status: {"model": ErrorBody, "description": description} for status, d
 
 
 def create_app(settings: ServeSettings | None = None,
-               service: InferenceService | None = None) -> FastAPI:
+               service: InferenceService | None = None,
+               live: LiveSettings | None = None) -> FastAPI:
     """The application; `service` (default: one built from `settings`) is loaded at start-up
-    unless it already is. A service passed in stays open at shutdown: its owner closes it."""
+    unless it already is. A service passed in stays open at shutdown: its owner closes it.
+    `live`: the bounds of the page's live mode (`/v1/live`)."""
     settings = settings or ServeSettings()
     owned = service is None
     service = service or InferenceService(settings)
@@ -82,6 +85,7 @@ def create_app(settings: ServeSettings | None = None,
     app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
     _add_prediction_routes(app, service, settings)
     _add_status_routes(app, service)
+    add_live_route(app, service, live or LiveSettings())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
