@@ -34,7 +34,8 @@ by the occluder or a nearer face nor outside the frame."""
 
 @dataclass(frozen=True)
 class FacePath:
-    """One face's motion in world pixels: from `start` to `end` (centres) between the frames
+    """One face's motion: from `start` to `end` (centres, in pixels of the first frame's view:
+    the camera's later pan and zoom move the face in the frame) between the frames
     `enter` and `leave`, its side growing from `side` to `side × grow`, turning by up to
     ±`turn`° (a sine of period `turn_period` frames); nearer faces (higher `depth`) hide
     farther ones."""
@@ -143,6 +144,7 @@ def _frame(script: VideoScript, world: Image.Image, faces: dict[int, Image.Image
         if where is None:
             continue
         x, y, side, angle = where
+        x, y = x + script.width * CAMERA_START, y + script.height * CAMERA_START  # world
         cx, cy, side = (x - left) * scale, (y - top) * scale, side * scale
         placed, mask = _paste(canvas, faces[face_path.face], cx, cy, side, angle)
         drawn.append((face_path, placed, mask))
@@ -178,9 +180,10 @@ def _paste(canvas: Image.Image, face: Image.Image, cx: float, cy: float, side: f
     mask = np.zeros((canvas.height, canvas.width), bool)
     alpha = np.asarray(turned.getchannel("A")) > 0
     x0, y0 = corner
-    xs, ys = slice(max(0, x0), min(canvas.width, x0 + turned.width)), slice(
-        max(0, y0), min(canvas.height, y0 + turned.height))
-    mask[ys, xs] = alpha[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    left, top = max(0, x0), max(0, y0)
+    right = max(left, min(canvas.width, x0 + turned.width))
+    bottom = max(top, min(canvas.height, y0 + turned.height))
+    mask[top:bottom, left:right] = alpha[top - y0:bottom - y0, left - x0:right - x0]
     theta = np.radians(-angle)
     half = side_px / 2
     square = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
@@ -204,10 +207,8 @@ def random_script(rng: np.random.Generator, faces: list[int], seed: int,
             xs = (width * 0.15, width * 0.85) if slot == 0 else (width * 0.85, width * 0.15)
         else:
             xs = tuple(rng.uniform(width * 0.2, width * 0.8, 2))
-        world = (width * CAMERA_START, height * CAMERA_START)  # the camera's first corner
         paths.append(FacePath(
-            face, (xs[0] + world[0], y + world[1]), (xs[1] + world[0], y + world[1] +
-                                                     rng.uniform(-40, 40)),
+            face, (xs[0], y), (xs[1], y + rng.uniform(-40, 40)),
             side, grow=float(rng.uniform(0.8, 1.3)), turn=float(rng.uniform(5, 20)),
             turn_period=float(rng.uniform(40, 120)), depth=slot,
             enter=0 if slot < 2 else int(rng.integers(0, frames // 4)),
@@ -235,7 +236,6 @@ def _occluder_over(face_path: FacePath, frame: int, frames: int, width: int, hei
     if where is None:
         return (0, 0, 1, 1)
     x, y, side, _ = where
-    x, y = x - width * CAMERA_START, y - height * CAMERA_START
     return (round(x - side), round(y - side), round(2 * side), round(2 * side))
 
 
@@ -286,22 +286,24 @@ class TrackingScore:
 
 
 def match_rows(rows: list[dict], truth: list[TrueFace]) -> dict[int, dict]:
-    """Face → the row whose box centre lies in its square (the nearest such, one row each)."""
-    matched: dict[int, dict] = {}
-    taken: set[int] = set()
+    """Face → its row: pairs of a face and a row whose box centre lies in the face's square,
+    taken nearest centres first, each face and each row once (where two faces overlap, a
+    detection goes to the face it is centred on, not to the first one listed)."""
+    pairs = []
     for true in truth:
         centre = true.placed.corners.mean(axis=0)
-        best, best_distance = None, np.inf
         for index, row in enumerate(rows):
-            if index in taken or row.get("x") is None:
+            if row.get("x") is None:
                 continue
             point = np.array([row["x"] + row["w"] / 2, row["y"] + row["h"] / 2])
-            distance = float(np.linalg.norm(point - centre))
-            if true.placed.contains(point) and distance < best_distance:
-                best, best_distance = index, distance
-        if best is not None:
-            taken.add(best)
-            matched[true.face] = rows[best]
+            if true.placed.contains(point):
+                pairs.append((float(np.linalg.norm(point - centre)), true.face, index))
+    matched: dict[int, dict] = {}
+    taken: set[int] = set()
+    for _, face, index in sorted(pairs):
+        if face not in matched and index not in taken:
+            matched[face] = rows[index]
+            taken.add(index)
     return matched
 
 

@@ -184,9 +184,12 @@ typical 80 % interval width, 15 years, over 2 × 1.28)."""
 
 
 def predict_with_age_distribution(backend: ModelBackend, faces: np.ndarray,
-                                  batch_size: int = 256) -> tuple[FacePredictions, np.ndarray]:
-    """`predict_in_batches`' outputs and each face's age distribution as N×101 natural-log
-    probabilities over `AGE_BINS`.
+                                  batch_size: int = 256
+                                  ) -> tuple[FacePredictions, np.ndarray, np.ndarray | None]:
+    """`predict_in_batches`' outputs, each face's age distribution as N×101 natural-log
+    probabilities over `AGE_BINS`, and each face's appearance: its pooled features scaled to
+    unit length (N×F; None for models without a feature map), which tell one face from
+    another well enough to keep two crossing people's tracks apart.
 
     An ONNX model with its heads in the file (`has_feature_map`, the bundled one) gives the
     very distribution it reads its age and interval from: softmax((W·pooled + c) / T) at the
@@ -197,7 +200,7 @@ def predict_with_age_distribution(backend: ModelBackend, faces: np.ndarray,
         from agegender.inference.cam import LinearHeads
 
         heads = LinearHeads.from_json(backend.metadata[META_HEADS])
-        batches, distributions = [], []
+        batches, distributions, appearances = [], [], []
         for start in range(0, len(faces), batch_size):
             outputs, feature_map = backend.predict_with_feature_map(
                 np.asarray(faces[start:start + batch_size]))
@@ -205,10 +208,14 @@ def predict_with_age_distribution(backend: ModelBackend, faces: np.ndarray,
             pooled = feature_map.mean(axis=(2, 3), dtype=np.float64)
             logits = (pooled @ heads.age_weight.T + heads.age_bias) / heads.age_temperature
             distributions.append(logits - _log_sum_exp(logits))
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            appearances.append(pooled / np.maximum(norms, 1e-12))
         if batches:
-            return _concatenated(batches), np.concatenate(distributions).astype(np.float32)
+            return (_concatenated(batches), np.concatenate(distributions).astype(np.float32),
+                    np.concatenate(appearances).astype(np.float32))
     outputs = predict_in_batches(backend, faces, batch_size)
-    return outputs, interval_log_distribution(outputs.age, outputs.age_low, outputs.age_high)
+    return (outputs, interval_log_distribution(outputs.age, outputs.age_low, outputs.age_high),
+            None)
 
 
 def interval_log_distribution(age: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -94,13 +94,15 @@ class FoundFace:
 class ImageResult:
     """The outcome for one input image or video frame: its rows, and the decoded image when it
     was kept. With `distributions` asked of `predict_paths`, `age_log_probs` holds each face
-    row's age distribution (faces × 101 log-probabilities, `predict_with_age_distribution`)."""
+    row's age distribution (faces × 101 log-probabilities) and `appearance` each face's unit
+    feature vector, or None (`predict_with_age_distribution`)."""
 
     file: str
     rows: list[FaceResult]
     image: np.ndarray | None = None
     frame: int | None = None
     age_log_probs: np.ndarray | None = None
+    appearance: np.ndarray | None = None
 
     @property
     def time(self) -> float | None:
@@ -195,11 +197,13 @@ class Predictor:
         return _prediction_dicts(predict_in_batches(self.backend, crops, self.batch_size))
 
     def predict_crops_with_distribution(self, crops: np.ndarray
-                                        ) -> tuple[list[dict], np.ndarray]:
-        """`predict_crops`' dicts and each crop's age distribution (N×101 log-probabilities),
-        the evidence `agegender.tracking` combines over a person's faces."""
-        out, log_probs = predict_with_age_distribution(self.backend, crops, self.batch_size)
-        return _prediction_dicts(out), log_probs
+                                        ) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
+        """`predict_crops`' dicts, each crop's age distribution (N×101 log-probabilities), the
+        evidence `agegender.tracking` combines over a person's faces, and each crop's
+        appearance (unit feature vectors, or None), which tracking matches faces by."""
+        out, log_probs, appearance = predict_with_age_distribution(self.backend, crops,
+                                                                   self.batch_size)
+        return _prediction_dicts(out), log_probs, appearance
 
 
     def predict(self, image: ImageInput, file: str | None = None) -> list[FaceResult]:
@@ -280,11 +284,12 @@ class Predictor:
         image."""
         crops = [face.crop for item in batch if isinstance(item.faces, list)
                  for face in item.faces]
-        log_probs = None
+        log_probs = appearance = None
         if not crops:
             predicted: list[dict] = []
         elif distributions:
-            predicted, log_probs = self.predict_crops_with_distribution(np.stack(crops))
+            predicted, log_probs, appearance = self.predict_crops_with_distribution(
+                np.stack(crops))
         else:
             predicted = self.predict_crops(np.stack(crops))
         predictions = iter(predicted)
@@ -293,7 +298,8 @@ class Predictor:
             count = len(item.faces) if isinstance(item.faces, list) else 0
             results.append(ImageResult(
                 item.file, _rows(item, predictions), item.image, item.frame,
-                None if log_probs is None else log_probs[start:start + count]))
+                None if log_probs is None else log_probs[start:start + count],
+                None if appearance is None else appearance[start:start + count]))
             start += count
         return results
 

@@ -160,12 +160,13 @@ def _answer(service: InferenceService, source, number: int, data: bytes) -> dict
     faces = predictor.find_faces(image)
     where = {"file": "live", "frame": number, "time": None}
     if faces:
-        predictions, log_probs = predictor.predict_crops_with_distribution(
+        predictions, log_probs, appearance = predictor.predict_crops_with_distribution(
             np.stack([face.crop for face in faces]))
         rows = face_rows(faces, predictions, **where)
     else:
-        rows, log_probs = [FaceResult(**where, error=NO_FACE)], None
-    tracked = source.add(ImageResult("live", rows, frame=number, age_log_probs=log_probs))
+        rows, log_probs, appearance = [FaceResult(**where, error=NO_FACE)], None, None
+    tracked = source.add(ImageResult("live", rows, frame=number, age_log_probs=log_probs,
+                                     appearance=appearance))
     height, width = image.shape[:2]
     return {"frame": number, "width": width, "height": height,
             "faces": [_tracked_json(row) for row in tracked if row["error"] is None]}

@@ -86,7 +86,8 @@ class TrackedSource:
                              "(predict_paths(..., distributions=True))")
         # a frame without faces still moves the tracks on (their predicted boxes, their age)
         numbers = self.tracker.update([(r["x"], r["y"], r["w"], r["h"]) for r in faces],
-                                      [r["det_score"] for r in faces], period=self.every)
+                                      [r["det_score"] for r in faces],
+                                      result.appearance if faces else None, period=self.every)
         if not faces:
             return rows
         frame = result.frame or 0
