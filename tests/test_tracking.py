@@ -133,3 +133,13 @@ def test_people_get_one_combined_row_each(tmp_path):
     assert main(["predict", str(photos / "a.jpg"), "--person", "eileen", "--output",
                  str(single)]) == EXIT_OK
     assert next(iter(csv.DictReader(single.open())))["faces"] == "1"
+
+
+def test_annotate_dir_draws_a_tracked_videos_frames_as_jpegs(tmp_path):
+    video = tmp_path / "walk.mp4"
+    _example_video(video, frames=3)
+    drawn = tmp_path / "drawn"
+    assert main(["predict", str(video), "--output", str(tmp_path / "rows.csv"), "--annotate",
+                 str(drawn)]) == EXIT_OK
+    assert sorted(path.name for path in drawn.iterdir()) == [
+        f"walk_frame{frame:06d}.jpg" for frame in range(3)]

@@ -256,6 +256,9 @@ def _predict_people_or_tracks(args: argparse.Namespace, inputs: list, missing: l
     if args.resume:
         raise ValueError("--resume continues per-file rows; tracked videos and live "
                          "sources restart (or pass --no-track)")
+    from agegender.tracking.tracker import require_tracker
+
+    require_tracker()
     predictor = Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned)
     return tracked.run(args, predictor, inputs, missing, live)
 

@@ -7,6 +7,7 @@ Thin: the tracks are `agegender.tracking`'s, the frames `agegender.inference`'s.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import signal
 import time
@@ -135,7 +136,7 @@ def _predict_files(args: argparse.Namespace, predictor: Predictor, inputs: list[
         path = group[0].path
         source = TrackedSource(str(path), every=args.every)
         drawer = (_video_annotator(stack, args.annotate, frame_rate_or_none(path))
-                  if annotate_video else None)
+                  if annotate_video else _FrameJpegs(stills, str(path)) if stills else None)
         results = predictor.predict_items(_frame_items(path, args.every), args.workers,
                                           keep_images=drawer is not None, distributions=True)
         try:
@@ -155,6 +156,26 @@ def _video_annotator(stack: ExitStack, path: Path, fps):
     from agegender.tracking.annotate import VideoAnnotator
 
     return stack.enter_context(VideoAnnotator(path, fps))
+
+
+class _FrameJpegs:
+    """`--annotate DIR` for a tracked video: each frame as a JPEG under DIR (named as
+    `Annotator` names frames), its boxes in the tracks' colours with the tracks' labels."""
+
+    def __init__(self, annotator, file: str) -> None:
+        self.annotator, self.file = annotator, file
+
+    def write(self, image, rows: list[dict]) -> None:
+        from agegender.atomic import write_bytes_atomic
+        from agegender.inference.annotate import draw_boxes
+        from agegender.tracking.annotate import tracked_boxes
+
+        frame = next((row["frame"] for row in rows if row.get("frame") is not None), None)
+        path = self.annotator.path_for(self.file, frame)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        draw_boxes(image, tracked_boxes(rows)).save(buffer, format="JPEG", quality=90)
+        write_bytes_atomic(path, buffer.getvalue())
 
 
 def _groups(inputs: list[InputFile]) -> Iterator[list[InputFile]]:

@@ -18,8 +18,14 @@ Box = tuple[float, float, float, float]
 TRACK_EXTRA = 'pip install "agegender[track]"'
 
 
-class TrackingUnavailable(ImportError):
-    """norfair is not installed; the message says what to install."""
+class TrackingUnavailable(ValueError):
+    """norfair is not installed; the message says what to install (a ValueError, so the CLI
+    reports it like any other bad request: its message and exit status 2)."""
+
+
+def require_tracker() -> None:
+    """Raise `TrackingUnavailable` now, before any work, if norfair is missing."""
+    _norfair()
 
 
 @dataclass(frozen=True)
