@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argument_parser(__spec__.name, __doc__)
     parser.add_argument("--utkface", type=Path, required=True, help="UTKFace archive")
     parser.add_argument("--lfw", type=Path, required=True, help="the LFW folder")
-    parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument("--videos", type=int, default=16, help="0: only --speed")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speed", action="store_true",
@@ -56,16 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_faces(args: argparse.Namespace) -> tuple[list[np.ndarray], list[float], list[str]]:
-    """Crops, true ages (NaN: unknown) and genders: UTKFace test faces, then LFW test
-    photos' centres."""
-    count = 2 * args.videos
-    utk, utk_labels = read_split_faces(args.utkface, limit=count, seed=args.seed)
-    lfw, lfw_labels = read_split_faces(args.lfw, limit=4 * args.videos, seed=args.seed)
+def read_test_faces(args: argparse.Namespace) -> tuple[list[np.ndarray], list[float], list[str]]:
+    """Crops, true ages (NaN: unknown) and genders: 2 UTKFace test faces per video, then 1
+    LFW test photo's centre per video (for at least one video)."""
+    videos = max(1, args.videos)
+    utk, utk_labels = read_split_faces(args.utkface, limit=2 * videos, seed=args.seed)
+    lfw, lfw_labels = read_split_faces(args.lfw, limit=4 * videos, seed=args.seed)
     margin = (250 - LFW_CENTRE) // 2
     lfw = [image[margin:margin + LFW_CENTRE, margin:margin + LFW_CENTRE] for image in lfw]
     lfw_genders = lfw_labels["gender"]
-    chosen = [i for i in range(len(lfw)) if np.isfinite(lfw_genders[i])][:args.videos]
+    chosen = [i for i in range(len(lfw)) if np.isfinite(lfw_genders[i])][:videos]
     crops = list(utk) + [lfw[i] for i in chosen]
     ages = list(utk_labels["age"]) + [float("nan")] * len(chosen)
     genders = list(utk_labels["gender"]) + [lfw_genders[i] for i in chosen]
@@ -88,7 +88,7 @@ def track_video(predictor: Predictor, path: Path) -> tuple[list[list[dict]], lis
 
 
 def score(args: argparse.Namespace, folder: Path) -> dict:
-    crops, ages, genders = test_faces(args)
+    crops, ages, genders = read_test_faces(args)
     utk_count = 2 * args.videos
     rng = np.random.default_rng(args.seed)
     predictor = Predictor()
@@ -112,7 +112,7 @@ def speed(args: argparse.Namespace, folder: Path) -> dict:
     """Frames per second of `agegender predict` with and without tracking."""
     from agegender.cli.main import main as agegender
 
-    crops, _, _ = test_faces(args)
+    crops, _, _ = read_test_faces(args)
     rng = np.random.default_rng(args.seed + 1000)
     path = folder / "speed.mp4"
     render(random_script(rng, [0, 1, len(crops) - 1], seed=args.seed, frames=250), crops, path)
@@ -133,7 +133,7 @@ def speed(args: argparse.Namespace, folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as temporary:
-        result = score(args, Path(temporary))
+        result = score(args, Path(temporary)) if args.videos else {}
         if args.speed:
             result.update(speed(args, Path(temporary)))
     for key, value in result.items():

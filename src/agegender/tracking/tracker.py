@@ -34,7 +34,7 @@ class TrackerConfig:
 
     A detection continues the track for which (1 − IoU of its box and the track's predicted
     box, from norfair's Kalman filter) + `appearance_weight` × (cosine distance between its
-    appearance and the track's last one) is smallest, if that is at most `max_distance`.
+    appearance and the track's mean one) is smallest, if that is at most `max_distance`.
     The appearance term keeps two crossing faces apart: on generated test videos, the
     same face in consecutive frames was at a median cosine distance of 0.005 (0.054 at the
     90th percentile, more in blurred frames), two different faces at 0.87 (0.39 at the 10th
@@ -50,7 +50,7 @@ class TrackerConfig:
     appearance_weight: float = 1.0
     memory: int = 25
     relink_frames: int = 250
-    relink_distance: float = 0.15
+    relink_distance: float = 0.3
 
 
 def _norfair():
@@ -104,7 +104,8 @@ class FaceTracker:
 
     def _distance(self, detection, track) -> float:
         distance = 1.0 - _iou(detection.points, track.estimate)
-        seen = track.last_detection.embedding
+        known = self._known.get(self._numbers.get(track.id, 0))
+        seen = known.appearance if known is not None else track.last_detection.embedding
         if detection.embedding is not None and seen is not None:
             distance += self.config.appearance_weight * (
                 1.0 - float(detection.embedding @ seen))
