@@ -23,15 +23,19 @@ def _normal(centre: float, sigma: float) -> np.ndarray:
     return logits - np.log(np.exp(logits).sum())
 
 
-def test_the_combined_age_is_the_geometric_mean_and_keeps_one_views_spread():
+def test_the_combined_age_is_read_from_the_mean_of_the_distributions():
     views = np.stack([_normal(centre, 5.0) for centre in (20.0, 30.0, 40.0)])
     answer = combine(views, np.array([0.9, 0.4, 0.45]))
-    # the mean of three normals' log-densities of equal spread is the normal at their mean
+    mixture = np.exp(views).mean(axis=0)
+    cdf = np.cumsum(mixture / mixture.sum())
+    # the mixture of three normals at 20, 30, 40 is symmetric about 30; its 10 % and 90 %
+    # quantiles lie where its CDF (bins k − ½ … k + ½) reaches them
     assert answer.age == pytest.approx(30.0, abs=0.05)
+    assert np.interp(answer.age_low, AGE_BINS + 0.5, cdf) == pytest.approx(0.1, abs=0.01)
+    assert np.interp(answer.age_high, AGE_BINS + 0.5, cdf) == pytest.approx(0.9, abs=0.01)
     single = combine(views[1:2], np.array([0.4]))
-    assert answer.age_high - answer.age_low == pytest.approx(
-        single.age_high - single.age_low, abs=0.05)
     assert single.age_high - single.age_low == pytest.approx(2 * 1.2816 * 5.0, abs=0.3)
+    assert answer.age_high - answer.age_low > single.age_high - single.age_low  # disagreement
     # gender: the sigmoid of the mean logit, here female though two of three views say male
     mean_logit = np.mean([gender_logit(p) for p in (0.9, 0.4, 0.45)])
     assert answer.gender == "female"

@@ -346,13 +346,14 @@ def score_video(score: TrackingScore, frames: list[list[dict]], truth: list[list
 
 
 RULES = {
+    "mixture": lambda log_probs, weights: np.log(
+        weights @ np.exp(log_probs) / weights.sum() + 1e-300),
     "geometric mean": lambda log_probs, weights: weights @ log_probs / weights.sum(),
     "product": lambda log_probs, weights: weights @ log_probs,
-    "arithmetic mean": lambda log_probs, weights: np.log(
-        weights @ np.exp(log_probs) / weights.sum() + 1e-300),
 }
 """Ways to combine a track's age distributions (log-probabilities, one row per frame) that
-the benchmark compares; the first is `agegender.tracking.combine`'s."""
+the benchmark compares: the mean of the distributions (`agegender.tracking.combine`'s rule),
+the normalised geometric mean, and the product."""
 
 
 def _score_rules(score: TrackingScore, rows: list[dict], age: float) -> None:
@@ -369,7 +370,7 @@ def _score_rules(score: TrackingScore, rows: list[dict], age: float) -> None:
                   ", weighted by detection score": np.array([row["det_score"] for row in rows])}
     for rule, combine in RULES.items():
         for weighting, weights in weightings.items():
-            if rule != "geometric mean" and weighting:
+            if rule != "mixture" and weighting:
                 continue
             combined = combine(log_probs, weights)
             probs = np.exp(combined - combined.max())

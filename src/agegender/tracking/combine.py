@@ -4,16 +4,17 @@ Each view (a video frame's face, or one photo of a person) gives an age distribu
 ages 0…100 (`inference.backends.predict_with_age_distribution`) and a probability of female.
 The person's answer is:
 
-- age: the normalised geometric mean of the views' distributions (the mean of their
-  log-probabilities, renormalised), read like one face's: its median, and its 10 % and 90 %
-  quantiles as the 80 % interval. The geometric mean keeps only the ages every view finds
-  likely, and its spread stays that of one view: the views of one person share most of their
-  error (the same face, the same light), so the product of the distributions (their sum of
-  log-probabilities) would narrow the interval as if each view were independent evidence.
+- age: the mean of the views' distributions (their mixture), read like one face's: its
+  median, and its 10 % and 90 % quantiles as the 80 % interval. The views of one person share
+  most of their error (the same face, the same light), so the product of the distributions
+  (as if each view were independent evidence) narrows the interval far below the error; the
+  mixture's interval also holds the views' disagreement. On generated test videos the three
+  rules gave the same age error, and 80 % intervals that held the true age for 12 % (product),
+  69 % (geometric mean) and 81 % (mixture) of the tracks (docs/tracking.md).
 - gender: the sigmoid of the mean of the views' gender logits (log-odds of female).
 
 Views may be weighted (`add(..., weight=)`); the callers weight every view alike, since no
-weight measured helped (see docs/tracking.md for the figures).
+weight measured helped (docs/tracking.md).
 """
 
 from __future__ import annotations
@@ -59,26 +60,24 @@ class PersonEvidence:
     """Running sums of one person's views: O(1) memory however many views come."""
 
     def __init__(self) -> None:
-        self._log_probs: np.ndarray | None = None
+        self._probs: np.ndarray | None = None
         self._logit = 0.0
         self._weight = 0.0
         self.views = 0
 
     def add(self, age_log_probs: np.ndarray, prob_female: float, weight: float = 1.0) -> None:
         """Add one view: its 101 age log-probabilities and its probability of female."""
-        weighted = weight * np.asarray(age_log_probs, np.float64)
-        self._log_probs = weighted if self._log_probs is None else self._log_probs + weighted
+        weighted = weight * np.exp(np.asarray(age_log_probs, np.float64))
+        self._probs = weighted if self._probs is None else self._probs + weighted
         self._logit += weight * float(gender_logit(prob_female))
         self._weight += weight
         self.views += 1
 
     def answer(self) -> PersonAnswer:
         """The combined answer (module docstring); raises when no view was added."""
-        if self._log_probs is None or self._weight <= 0:
+        if self._probs is None or self._weight <= 0:
             raise ValueError("no views to combine")
-        mean = self._log_probs / self._weight
-        probs = np.exp(mean - mean.max())
-        cdf = np.cumsum(probs / probs.sum())
+        cdf = np.cumsum(self._probs / self._probs.sum())
         low, median, high = (quantile(cdf, q) for q in (INTERVAL_TAILS[0], 0.5,
                                                          INTERVAL_TAILS[1]))
         prob_female = float(1.0 / (1.0 + np.exp(-self._logit / self._weight)))
