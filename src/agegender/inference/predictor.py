@@ -104,10 +104,6 @@ class ImageResult:
     age_log_probs: np.ndarray | None = None
     appearance: np.ndarray | None = None
 
-    @property
-    def time(self) -> float | None:
-        return self.rows[0].time if self.rows else None
-
 
 @dataclass
 class WorkItem:

@@ -23,9 +23,6 @@ SUMMARY_COLUMNS = ["file", "track", "first_frame", "last_frame", "first_time", "
 """One row per track: where it was seen, its final answer, the median face side in pixels
 (√(w·h)), and how often the gender it showed changed along the way."""
 
-SUMMARY_ROUNDING = {"first_time": 3, "last_time": 3, "age": 1, "age_low": 1, "age_high": 1,
-                    "gender_prob": 4, "face_size": 1}
-
 
 @dataclass
 class Track:
