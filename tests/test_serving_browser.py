@@ -6,6 +6,7 @@ photo on the page of a live `agegender serve` and reads the table it renders.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -155,3 +156,46 @@ def test_the_api_docs_render_offline(server):
             browser.close()
     assert {"/v1/predict", "/v1/predict/batch", "/healthz", "/readyz", "/metrics"} <= {
         path.strip() for path in paths}
+
+
+def _fake_camera(path: Path, frames: int = 50) -> None:
+    """A Y4M clip (what Chromium's fake camera plays, in a loop) of the example face swaying
+    left and right over a grey background (smoothly across the loop)."""
+    from PIL import Image
+
+    face = Image.open(EXAMPLE).convert("RGB")
+    with path.open("wb") as stream:
+        stream.write(b"YUV4MPEG2 W640 H480 F25:1 Ip A1:1 C420jpeg\n")
+        for step in range(frames):
+            canvas = Image.new("RGB", (640, 480), (90, 100, 110))
+            canvas.paste(face.resize((200, 200)),
+                         (220 + round(60 * math.sin(2 * math.pi * step / frames)), 140))
+            y, cb, cr = canvas.convert("YCbCr").split()
+            stream.write(b"FRAME\n" + y.tobytes() + cb.resize((320, 240)).tobytes()
+                         + cr.resize((320, 240)).tobytes())
+
+
+def test_live_mode_draws_tracked_faces_with_steady_labels(server, tmp_path):
+    """Chromium's fake camera plays a clip of the example face; the page sends its frames to
+    /v1/live and lists each tracked face with its track's answer."""
+    camera = tmp_path / "camera.y4m"
+    _fake_camera(camera)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                  f"--use-file-for-fake-video-capture={camera}"])
+        try:
+            page = browser.new_page()
+            page.goto(server)
+            page.click("#live-start")
+            page.wait_for_selector("#live-tracks li", timeout=30_000)
+            labels = []
+            for _ in range(5):  # the label, read off the page five times over 1.5 s
+                page.wait_for_timeout(300)
+                labels.append(page.inner_text("#live-tracks li"))
+            page.click("#live-stop")
+        finally:
+            browser.close()
+    assert len({label.split()[0] for label in labels}) == 1, labels  # one track: #n
+    assert all(label.split()[1] == "F" for label in labels), labels

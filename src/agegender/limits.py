@@ -41,7 +41,9 @@ LIMITS: dict[str, Bound] = {
     "max_queue": Bound(1), "model_threads": Bound(1), "batch_wait_ms": Bound(0),
     "retry_after_s": Bound(0), "max_upload_bytes": Bound(1), "max_upload_mb": Bound(0, above=True),
     "max_batch_images": Bound(1), "request_timeout_s": Bound(0, above=True),
-    "timeout": Bound(0, above=True),
+    "timeout": Bound(0, above=True), "live_connections": Bound(1),
+    "live_idle": Bound(0, above=True), "live_in_flight": Bound(1),
+    "max_seconds": Bound(0, above=True),
 }
 """Every bounded setting by its name (the flag's, with `_` for `-`)."""
 

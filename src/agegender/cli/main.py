@@ -6,10 +6,11 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from agegender.cli import compare, explain, ray_engine, serve
-from agegender.cli.messages import FailureLog, log_level, plural, verbosity_parser
+from agegender.cli import compare, explain, people, ray_engine, serve, tracked
+from agegender.cli.messages import FailureLog, Tally, log_level, plural, verbosity_parser
 from agegender.limits import flag_type
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
@@ -158,11 +159,15 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
         description="One row per face found (largest first), one row saying 'no face "
                     "detected' for an image without one, and one row with the reason for an "
                     "input that could not be read; the reasons also go to standard error. "
-                    "Exit status: 0; 1 when some input failed; 2 for a bad option; 141 when the "
-                    "reader of standard output went away (| head).")
-    predict.add_argument("paths", nargs="+", metavar="PATH",
+                    "Faces in videos and live sources are tracked: each row also carries the "
+                    "face's track and the track's answer so far. "
+                    "Exit status: 0; 1 when some input failed; 2 for a bad option; 3 when a "
+                    "live source broke off; 130 when interrupted; 141 when the reader of "
+                    "standard output went away (| head).")
+    predict.add_argument("paths", nargs="*", metavar="PATH",
                          help="image or video files, folders (searched recursively), globs, "
-                              "or - for one image on standard input")
+                              "- for one image on standard input, webcams (/dev/video0) or "
+                              "network streams (rtsp://, http(s)://, udp://)")
     predict.add_argument("--model", type=Path,
                          help="checkpoint (.pt) or exported model (.onnx, needs no torch) "
                               "(default: the bundled model)")
@@ -175,9 +180,11 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
     predict.add_argument("--workers", type=flag_type("workers"), default=2, metavar="N",
                          help="threads that decode, detect and align ahead of the model "
                               "(default: %(default)s)")
-    predict.add_argument("--annotate", type=Path, metavar="DIR",
+    predict.add_argument("--annotate", type=Path, metavar="DIR|VIDEO",
                          help="also save each image with boxes and labels drawn, as JPEG under "
-                              "DIR at its path below the folder (or file, or glob) given "
+                              "DIR at its path below the folder (or file, or glob) given; for "
+                              "one video or live source, a video file (out.mp4: H.264, boxes "
+                              "coloured by track, labelled with the track's answer) "
                               "(default: none)")
     predict.add_argument("--every", type=flag_type("every"), default=1, metavar="N",
                          help="videos: predict every N-th frame (default: %(default)s, every "
@@ -205,6 +212,8 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
                        help="each image is a face crop already aligned like the training data "
                             "(UTKFace's aligned crops): no detection, the whole image is the "
                             "face")
+    tracked.add_arguments(predict)
+    people.add_arguments(predict)
     ray_engine.add_arguments(predict)
 
 
@@ -286,7 +295,6 @@ def _predict(args: argparse.Namespace) -> int:
 
     from agegender.inference import RESULT_COLUMNS, FaceResult, Predictor
     from agegender.inference.annotate import Annotator
-    from agegender.inference.inputs import expand_inputs
     from agegender.inference.output import ResultWriter, files_done
     from agegender.inference.predictor import FaceFilter
 
@@ -294,20 +302,24 @@ def _predict(args: argparse.Namespace) -> int:
     _check_output_places(args)
     if args.engine == "ray":
         return ray_engine.run(args, faces_filter)
-    if args.resume and args.output is None:
-        raise ValueError("--resume needs --output, the file to continue")
+    live, inputs, missing = _predict_inputs(args)
+
+    def predictor() -> Predictor:
+        return Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned,
+                         whole_image=args.whole_image, faces=faces_filter or FaceFilter())
+
+    if people.wanted(args) or tracked.wants_tracking(args, inputs, live):
+        return _predict_people_or_tracks(args, predictor, inputs, missing, live)
     writer = ResultWriter(RESULT_COLUMNS, args.output, append=args.resume)  # checks --output
-    inputs, missing = expand_inputs(args.paths)
     done = files_done(args.output) if args.resume else set()
     if done:
         inputs = [item for item in inputs if str(item.path) not in done]
         missing = [(argument, reason) for argument, reason in missing if argument not in done]
         log.info("resuming: %s already in %s, %d to go", plural(len(done), "file"),
                  args.output, len(inputs))
-    predictor = Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned,
-                          whole_image=args.whole_image, faces=faces_filter or FaceFilter())
     annotator = Annotator(args.annotate, inputs) if args.annotate is not None else None
-    tally = _Tally(FailureLog(str(args.output) if args.output else None))
+    model = predictor()
+    tally = Tally(FailureLog(str(args.output) if args.output else None))
     with writer:
         for argument, reason in missing:
             writer.write(FaceResult(file=argument, error=reason).to_dict())
@@ -315,19 +327,33 @@ def _predict(args: argparse.Namespace) -> int:
         writer.flush()
         paths = [item.path for item in inputs]
         progress = tqdm(paths, unit="file", disable=len(paths) < 20 or _quiet())
-        results = predictor.predict_paths(progress, workers=args.workers,
+        results = model.predict_paths(progress, workers=args.workers,
                                           keep_images=annotator is not None,
                                           every=args.every)
         for result in results:
             for row in result.rows:
                 writer.write(row.to_dict())
-                tally.count(row)
+                tally.count(row.file, row.frame, row.error)
             writer.flush()
             if annotator is not None:
                 annotator.save(result)
     tally.failures.close()
     log.info("%s", tally.summary(inputs, missing, args.output))
     return EXIT_SOME_FAILED if tally.failures.count else EXIT_OK
+
+
+def _predict_inputs(args: argparse.Namespace) -> tuple[list[str], list, list]:
+    """The live sources, the files (stills and videos) and the arguments that named nothing."""
+    from agegender.inference.inputs import expand_inputs
+    from agegender.inference.video import is_live_source
+
+    if not args.paths and args.people is None:
+        raise ValueError("predict: give the images, videos or live sources (or --people)")
+    if args.resume and args.output is None:
+        raise ValueError("--resume needs --output, the file to continue")
+    live = [argument for argument in args.paths if is_live_source(argument)]
+    inputs, missing = expand_inputs([a for a in args.paths if not is_live_source(a)])
+    return live, inputs, missing
 
 
 def _face_filter(args: argparse.Namespace):
@@ -356,9 +382,14 @@ def _check_output_places(args: argparse.Namespace) -> None:
                              "file")
         _check_folder_can_hold(args.output.parent, "--output", args.output)
     if args.annotate is not None:
+        from agegender.inference.video import VIDEO_SUFFIXES
+
+        if args.annotate.suffix.lower() in VIDEO_SUFFIXES and not args.annotate.is_dir():
+            _check_folder_can_hold(args.annotate.parent, "--annotate", args.annotate)
+            return
         if args.annotate.exists() and not args.annotate.is_dir():
             raise ValueError(f"--annotate {args.annotate}: an existing file; give a folder for "
-                             "the drawings")
+                             "the drawings (or a video file for one video)")
         _check_folder_can_hold(args.annotate, "--annotate", args.annotate)
 
 
@@ -378,43 +409,19 @@ def _quiet() -> bool:
     return log.getEffectiveLevel() > logging.INFO
 
 
-class _Tally:
-    """Counts of a predict run, for its last line."""
+def _predict_people_or_tracks(args: argparse.Namespace, predictor: Callable, inputs: list,
+                              missing: list, live: list[str]) -> int:
+    """`--person`/`--people`, or inputs with videos or live sources (tracked); `predictor`
+    makes the predictor once the options are checked."""
+    if people.wanted(args):
+        return people.run(args, predictor(), inputs, missing, live)
+    if args.resume:
+        raise ValueError("--resume continues per-file rows; tracked videos and live "
+                         "sources restart (or pass --no-track)")
+    from agegender.tracking.tracker import require_tracker
 
-    def __init__(self, failures: FailureLog) -> None:
-        self.failures = failures
-        self.faces = self.images_without_face = self.frames_without_face = 0
-
-    def count(self, row) -> None:
-        from agegender.inference.predictor import NO_FACE
-
-        if row.error is None:
-            self.faces += 1
-        elif row.error == NO_FACE:
-            if row.frame is None:
-                self.images_without_face += 1
-            else:
-                self.frames_without_face += 1
-        else:
-            self.failures.add(row.file if row.frame is None else f"{row.file} frame {row.frame}",
-                              row.error)
-
-    def summary(self, inputs: list, missing: list, output: Path | None) -> str:
-        from agegender.inference.video import is_video
-
-        videos = sum(is_video(item.path) for item in inputs)
-        parts = [plural(len(inputs) - videos, "image")]
-        if videos:
-            parts.append(plural(videos, "video"))
-        if missing:
-            parts.append(f"{len(missing)} not found")
-        counts = [plural(self.faces, "face"),
-                  f"{plural(self.images_without_face, 'image')} without a face"]
-        if self.frames_without_face:
-            counts.append(f"{plural(self.frames_without_face, 'video frame')} without a face")
-        counts.append(f"{self.failures.count} failed")
-        where = f" to {output}" if output else ""
-        return f"{', '.join(parts)}{where}: {', '.join(counts)}"
+    require_tracker()
+    return tracked.run(args, predictor(), inputs, missing, live)
 
 
 def _export(args: argparse.Namespace) -> int:

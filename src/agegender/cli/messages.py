@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 log = logging.getLogger("agegender")
 
@@ -55,3 +56,48 @@ class FailureLog:
             where = f"; every reason is in {self.where}" if self.where else ""
             log.warning("… and %d more %s%s", hidden, "failure" if hidden == 1 else "failures",
                         where)
+
+
+class Tally:
+    """Counts of a predict run, for its last line."""
+
+    def __init__(self, failures: FailureLog) -> None:
+        self.failures = failures
+        self.faces = self.images_without_face = self.frames_without_face = 0
+
+    def count(self, file: str, frame: int | None, error: str | None) -> None:
+        """One output row: a face, an image or frame without one, or a failure."""
+        from agegender.inference.predictor import NO_FACE
+
+        if error is None:
+            self.faces += 1
+        elif error == NO_FACE:
+            if frame is None:
+                self.images_without_face += 1
+            else:
+                self.frames_without_face += 1
+        else:
+            self.failures.add(file if frame is None else f"{file} frame {frame}", error)
+
+    def summary(self, inputs: list, missing: list, output: Path | None,
+                live: int = 0, tracks: int | None = None) -> str:
+        """The run's last line: what was read, and what came of it."""
+        from agegender.inference.video import is_video
+
+        videos = sum(is_video(item.path) for item in inputs)
+        parts = [plural(len(inputs) - videos, "image")]
+        if videos:
+            parts.append(plural(videos, "video"))
+        if live:
+            parts.append(plural(live, "live source"))
+        if missing:
+            parts.append(f"{len(missing)} not found")
+        counts = [plural(self.faces, "face"),
+                  f"{plural(self.images_without_face, 'image')} without a face"]
+        if self.frames_without_face:
+            counts.append(f"{plural(self.frames_without_face, 'video frame')} without a face")
+        counts.append(f"{self.failures.count} failed")
+        if tracks is not None:
+            counts.append(f"{plural(tracks, 'track')} of faces in videos")
+        where = f" to {output}" if output else ""
+        return f"{', '.join(parts)}{where}: {', '.join(counts)}"

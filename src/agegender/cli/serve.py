@@ -15,7 +15,7 @@ log = logging.getLogger("agegender")
 
 def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
                ) -> None:
-    from agegender.serving.settings import ServeSettings
+    from agegender.serving.settings import LiveSettings, ServeSettings
 
     defaults = ServeSettings()
     serve = commands.add_parser(
@@ -53,6 +53,19 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                        help="allow browser calls from this origin (repeat it for several; "
                             "default: none, CORS off)")
+    live = LiveSettings()
+    serve.add_argument("--live-connections", type=flag_type("live_connections"),
+                       default=live.max_connections, metavar="N",
+                       help="the page's live mode: most WebSocket connections at once, at "
+                            "least 1 (default: %(default)s)")
+    serve.add_argument("--live-idle", type=flag_type("live_idle", float),
+                       default=live.idle_timeout_s, metavar="SECONDS",
+                       help="the live mode: close a connection that sends nothing for this "
+                            "long, more than 0 (default: %(default)g)")
+    serve.add_argument("--live-in-flight", type=flag_type("live_in_flight"),
+                       default=live.frames_in_flight, metavar="N",
+                       help="the live mode: frames of a connection waiting or analysed at "
+                            "once, at least 1; more are dropped (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ValueError(f"agegender serve needs the serve extra ({error.name} is missing): "
                          "pip install 'agegender[serve]'") from error
-    from agegender.serving.settings import ServeSettings
+    from agegender.serving.settings import LiveSettings, ServeSettings
 
     settings = ServeSettings(
         model=args.model, workers=args.workers, max_batch=args.max_batch,
@@ -76,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         service.load()  # a bad --model stops here, before the port answers
         host, port = listening.getsockname()[:2]
         log.info("serving %s on http://%s:%d/", service.model_path.name, host, port)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, service),
+        live = LiveSettings(max_connections=args.live_connections,
+                            idle_timeout_s=args.live_idle,
+                            frames_in_flight=args.live_in_flight)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, service, live),
                                                log_level="warning"))
         try:
             server.run(sockets=[listening])

@@ -41,12 +41,17 @@ def subject_of(detections: list[Detection], width: int, height: int) -> Detectio
     centre, else the largest. Dataset crops are centred on their subject, while a larger
     face may stand beside it (LFW's press photos: a neighbour's face, its gender not the
     label's)."""
+    return detections[subject_index([face.box for face in detections], width, height)]
+
+
+def subject_index(boxes: list[tuple[float, float, float, float]], width: int, height: int
+                  ) -> int:
+    """`subject_of` for boxes (x, y, w, h), largest first: the index of the subject's."""
     centre_x, centre_y = width / 2, height / 2
-    for detection in detections:  # largest first
-        x, y, w, h = detection.box
+    for index, (x, y, w, h) in enumerate(boxes):
         if x <= centre_x <= x + w and y <= centre_y <= y + h:
-            return detection
-    return detections[0]
+            return index
+    return 0
 
 
 def aligned_crop(image: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -31,19 +31,27 @@ def label(row: FaceResult) -> str:
 
 def draw_faces(image: np.ndarray, rows: list[FaceResult]) -> Image.Image:
     """A copy of the RGB image with a box and a label for every predicted face in `rows`."""
+    return draw_boxes(image, [
+        ((row.x, row.y, row.w, row.h), label(row),
+         BOX_COLOURS.get(row.gender or "", (255, 200, 0)))
+        for row in rows if row.error is None and row.x is not None])
+
+
+Drawn = tuple[tuple[float, float, float, float], str, tuple[int, int, int]]
+"""One box to draw: x, y, w, h; its label; its RGB colour."""
+
+
+def draw_boxes(image: np.ndarray, boxes: list[Drawn]) -> Image.Image:
+    """A copy of the RGB image with each box outlined in its colour, its label above it (below
+    when there is no room) in white on that colour."""
     canvas = Image.fromarray(image).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     size = max(12, round(max(canvas.size) / 60))
     font = ImageFont.load_default(size=size)
     width = max(2, round(max(canvas.size) / 400))
-    for row in rows:
-        if row.error is not None or row.x is None:
-            continue
-        colour = BOX_COLOURS.get(row.gender or "", (255, 200, 0))
-        shown = rounded(row.to_dict())
-        x, y, w, h = shown["x"], shown["y"], shown["w"], shown["h"]
+    for box, text, colour in boxes:
+        x, y, w, h = (round(value) for value in box)
         draw.rectangle((x, y, x + w, y + h), outline=colour, width=width)
-        text = label(row)
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         offset = bottom - top + 2 * width
         origin = (x, y - offset if y >= offset else y + h)

@@ -161,9 +161,75 @@ def load_backend(path: Path | str, spinning: bool = True, threads: int | None = 
 def predict_in_batches(backend: ModelBackend, faces: np.ndarray,
                        batch_size: int = 256) -> FacePredictions:
     """Run `backend` over many faces without holding all float inputs in memory at once."""
-    batches = [backend.predict(np.asarray(faces[start:start + batch_size]))
-               for start in range(0, len(faces), batch_size)]
+    return _concatenated([backend.predict(np.asarray(faces[start:start + batch_size]))
+                          for start in range(0, len(faces), batch_size)])
+
+
+def _concatenated(batches: list[FacePredictions]) -> FacePredictions:
     columns = [field.name for field in fields(FacePredictions)]
     return FacePredictions(**{
         name: np.concatenate([getattr(batch, name) for batch in batches])
         if batches else np.zeros(0, np.float32) for name in columns})
+
+
+AGE_BINS = np.arange(101, dtype=np.float64)
+"""The ages of a distribution model's bins: 0, 1, …, 99 and 100+ (`models.age_distribution`)."""
+
+INTERVAL_Z = 1.2816
+"""The standard normal's 90 % quantile: an 80 % interval spans 2 × 1.2816 standard deviations."""
+
+NO_INTERVAL_SIGMA = 6.0
+"""Years of spread assumed for a model that gives no interval (about the bundled model's
+typical 80 % interval width, 15 years, over 2 × 1.28)."""
+
+
+def predict_with_age_distribution(backend: ModelBackend, faces: np.ndarray,
+                                  batch_size: int = 256
+                                  ) -> tuple[FacePredictions, np.ndarray, np.ndarray | None]:
+    """`predict_in_batches`' outputs, each face's age distribution as N×101 natural-log
+    probabilities over `AGE_BINS`, and each face's appearance: its pooled features scaled to
+    unit length (N×F; None for models without a feature map), which tell one face from
+    another well enough to keep two crossing people's tracks apart.
+
+    An ONNX model with its heads in the file (`has_feature_map`, the bundled one) gives the
+    very distribution it reads its age and interval from: softmax((W·pooled + c) / T) at the
+    reported temperature. Other models get a normal distribution with the reported age as
+    its centre and a spread that matches the 80 % interval (`interval_log_distribution`).
+    """
+    if isinstance(backend, OnnxBackend) and backend.has_feature_map:
+        from agegender.inference.cam import LinearHeads
+
+        heads = LinearHeads.from_json(backend.metadata[META_HEADS])
+        batches, distributions, appearances = [], [], []
+        for start in range(0, len(faces), batch_size):
+            outputs, feature_map = backend.predict_with_feature_map(
+                np.asarray(faces[start:start + batch_size]))
+            batches.append(outputs)
+            pooled = feature_map.mean(axis=(2, 3), dtype=np.float64)
+            logits = (pooled @ heads.age_weight.T + heads.age_bias) / heads.age_temperature
+            distributions.append(logits - _log_sum_exp(logits))
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            appearances.append(pooled / np.maximum(norms, 1e-12))
+        if batches:
+            return (_concatenated(batches), np.concatenate(distributions).astype(np.float32),
+                    np.concatenate(appearances).astype(np.float32))
+    outputs = predict_in_batches(backend, faces, batch_size)
+    return (outputs, interval_log_distribution(outputs.age, outputs.age_low, outputs.age_high),
+            None)
+
+
+def interval_log_distribution(age: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """N×101 log-probabilities of a normal distribution over `AGE_BINS` centred on `age`, its
+    standard deviation that of an 80 % interval `low`..`high` (`NO_INTERVAL_SIGMA` where NaN)."""
+    width = np.asarray(high, np.float64) - np.asarray(low, np.float64)
+    sigma = np.where(np.isfinite(width), np.maximum(width, 1.0) / (2 * INTERVAL_Z),
+                     NO_INTERVAL_SIGMA)
+    z = (AGE_BINS - np.asarray(age, np.float64)[:, None]) / sigma[:, None]
+    logits = -0.5 * z * z
+    return (logits - _log_sum_exp(logits)).astype(np.float32)
+
+
+def _log_sum_exp(logits: np.ndarray) -> np.ndarray:
+    """log Σ exp over the last axis, kept as a column."""
+    peak = logits.max(axis=-1, keepdims=True)
+    return peak + np.log(np.exp(logits - peak).sum(axis=-1, keepdims=True))

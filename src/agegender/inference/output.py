@@ -14,7 +14,8 @@ FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"
 
 ROUNDING: dict[str, int | None] = {
     "x": None, "y": None, "w": None, "h": None, "det_score": 4, "landmarks": 1,
-    "age": 1, "age_low": 1, "age_high": 1, "gender_prob": 4}
+    "age": 1, "age_low": 1, "age_high": 1, "gender_prob": 4,
+    "track_age": 1, "track_age_low": 1, "track_age_high": 1, "track_gender_prob": 4}
 """Digits each column is written with, by Python's `round` (None: an integer; `landmarks`:
 each coordinate). Rows (`FaceResult`) carry full precision; only the writers, the server and
 the labels `--annotate` draws round."""

@@ -19,7 +19,13 @@ from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
 from agegender.faces.canonical import aligned_crop, canonical_crop, crop_of_face_image
 from agegender.faces.detector import Detection, FaceDetector
 from agegender.imageio import ImageReadError, as_rgb, decode_image
-from agegender.inference.backends import ModelBackend, load_backend, predict_in_batches
+from agegender.inference.backends import (
+    FacePredictions,
+    ModelBackend,
+    load_backend,
+    predict_in_batches,
+    predict_with_age_distribution,
+)
 from agegender.inference.inputs import expand_inputs
 from agegender.inference.video import VideoReadError, is_video, iter_frames
 from agegender.limits import check
@@ -92,24 +98,30 @@ class FoundFace:
 @dataclass
 class ImageResult:
     """The outcome for one input image or video frame: its rows, and the decoded image when it
-    was kept."""
+    was kept. With `distributions` asked of `predict_paths`, `age_log_probs` holds each face
+    row's age distribution (faces × 101 log-probabilities) and `appearance` each face's unit
+    feature vector, or None (`predict_with_age_distribution`)."""
 
     file: str
     rows: list[FaceResult]
     image: np.ndarray | None = None
     frame: int | None = None
+    age_log_probs: np.ndarray | None = None
+    appearance: np.ndarray | None = None
 
 
 @dataclass
-class _Item:
+class WorkItem:
     """One image to analyse: a still to decode (`image` None), a decoded video frame, or the
-    error that stopped a video."""
+    error that stopped a video. `name` is the rows' `file` when it is not the path (a live
+    source's URL)."""
 
     path: Path
     image: np.ndarray | None = None
     frame: int | None = None
     time: float | None = None
     error: VideoReadError | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -224,16 +236,17 @@ class Predictor:
     def predict_crops(self, crops: np.ndarray) -> list[dict]:
         """Age, interval, gender and its probability for N canonical crops (uint8), at full
         precision, in model calls of at most `batch_size` crops."""
-        out = predict_in_batches(self.backend, crops, self.batch_size)
-        results = []
-        for age, low, high, prob_female in zip(out.age, out.age_low, out.age_high,
-                                               out.prob_female, strict=True):
-            female = bool(prob_female >= GENDER_THRESHOLD)
-            results.append({
-                "age": float(age), "age_low": _finite(low), "age_high": _finite(high),
-                "gender": GENDER_NAMES[int(female)],
-                "gender_prob": float(prob_female if female else 1 - prob_female)})
-        return results
+        return _prediction_dicts(predict_in_batches(self.backend, crops, self.batch_size))
+
+    def predict_crops_with_distribution(self, crops: np.ndarray
+                                        ) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
+        """`predict_crops`' dicts, each crop's age distribution (N×101 log-probabilities), the
+        evidence `agegender.tracking` combines over a person's faces, and each crop's
+        appearance (unit feature vectors, or None), which tracking matches faces by."""
+        out, log_probs, appearance = predict_with_age_distribution(self.backend, crops,
+                                                                   self.batch_size)
+        return _prediction_dicts(out), log_probs, appearance
+
 
     def predict(self, image: ImageInput, file: str | None = None, bgr: bool = False
                 ) -> list[FaceResult]:
@@ -269,29 +282,36 @@ class Predictor:
         return [result.rows for result in self._predict_analysed(analysed)]
 
     def predict_paths(self, paths: Iterable[Path | str], workers: int = 1,
-                      keep_images: bool = False, every: int = 1) -> Iterator[ImageResult]:
+                      keep_images: bool = False, every: int = 1, distributions: bool = False
+                      ) -> Iterator[ImageResult]:
         """One result per image (per sampled frame of a video: every `every`-th), in input
         order; unreadable files give error rows and never stop the run. A folder stands for its
         images and videos (searched recursively); `-` is standard input; globs are not expanded
-        here (`agegender.inference.inputs.expand_inputs` does).
+        here (`agegender.inference.inputs.expand_inputs` does). `distributions`: each result
+        also carries its faces' age distributions (`ImageResult.age_log_probs`).
 
         `workers` threads decode, detect and align ahead of the model (a bounded window, so
         memory does not grow with the number of paths); faces of several images share a batch.
         """
-        check("workers", workers)
         check("every", every)
+        return self.predict_items(_items((Path(path) for path in paths), every), workers,
+                                  keep_images, distributions)
+
+    def predict_items(self, items: Iterable[WorkItem], workers: int = 1, keep_images: bool = False,
+                      distributions: bool = False) -> Iterator[ImageResult]:
+        """`predict_paths` over items already listed (stills, decoded frames, errors)."""
+        check("workers", workers)
         pending: list[_Analysed] = []
         faces = 0
-        items = _items((Path(path) for path in paths), every)
         detector = self.detector_for(workers)
         for analysed in _ordered_map(
                 lambda item: self._analyse_item(item, keep_images, detector), items, workers):
             pending.append(analysed)
             faces += len(analysed.faces) if isinstance(analysed.faces, list) else 0
             if faces >= self.batch_size or len(pending) >= self.batch_size:
-                yield from self._predict_analysed(pending)
+                yield from self._predict_analysed(pending, distributions)
                 pending, faces = [], 0
-        yield from self._predict_analysed(pending)
+        yield from self._predict_analysed(pending, distributions)
 
     def detector_for(self, workers: int) -> FaceDetector | None:
         """The detector `predict_paths` uses with this many worker threads."""
@@ -299,9 +319,9 @@ class Predictor:
             return self._worker_detector.get()
         return self.detector
 
-    def _analyse_item(self, item: _Item, keep_image: bool,
+    def _analyse_item(self, item: WorkItem, keep_image: bool,
                       detector: FaceDetector | None = None) -> _Analysed:
-        file = str(item.path)
+        file = item.name or str(item.path)
         if item.error is not None:
             return _Analysed(file, item.error, None)
         image = item.image
@@ -316,21 +336,51 @@ class Predictor:
 
     def _analyse_input(self, image: ImageInput, file: str | None, bgr: bool) -> _Analysed:
         if isinstance(image, str | Path):
-            return self._analyse_item(_Item(Path(image)), keep_image=False)
+            return self._analyse_item(WorkItem(Path(image)), keep_image=False)
         try:
             array = as_rgb(image, source=file or "image", bgr=bgr)
         except ImageReadError as error:
             return _Analysed(file or "", error, None)
         return _Analysed(file or "", self.find_faces(array), None)
 
-    def _predict_analysed(self, batch: list[_Analysed]) -> list[ImageResult]:
+    def _predict_analysed(self, batch: list[_Analysed], distributions: bool = False
+                          ) -> list[ImageResult]:
         """The one batching path (`predict_batch`, `predict_paths`): every face of the batch's
-        images through `predict_crops`; rows per image."""
+        images through `predict_crops` (or `predict_crops_with_distribution`); rows per
+        image."""
         crops = [face.crop for item in batch if isinstance(item.faces, list)
                  for face in item.faces]
-        predictions = iter(self.predict_crops(np.stack(crops)) if crops else [])
-        return [ImageResult(item.file, _rows(item, predictions), item.image, item.frame)
-                for item in batch]
+        log_probs = appearance = None
+        if not crops:
+            predicted: list[dict] = []
+        elif distributions:
+            predicted, log_probs, appearance = self.predict_crops_with_distribution(
+                np.stack(crops))
+        else:
+            predicted = self.predict_crops(np.stack(crops))
+        predictions = iter(predicted)
+        results, start = [], 0
+        for item in batch:
+            count = len(item.faces) if isinstance(item.faces, list) else 0
+            results.append(ImageResult(
+                item.file, _rows(item, predictions), item.image, item.frame,
+                None if log_probs is None else log_probs[start:start + count],
+                None if appearance is None else appearance[start:start + count]))
+            start += count
+        return results
+
+
+def _prediction_dicts(out: FacePredictions) -> list[dict]:
+    """Age, interval, gender and its probability per face, at full precision."""
+    results = []
+    for age, low, high, prob_female in zip(out.age, out.age_low, out.age_high,
+                                           out.prob_female, strict=True):
+        female = bool(prob_female >= GENDER_THRESHOLD)
+        results.append({
+            "age": float(age), "age_low": _finite(low), "age_high": _finite(high),
+            "gender": GENDER_NAMES[int(female)],
+            "gender_prob": float(prob_female if female else 1 - prob_female)})
+    return results
 
 
 def _found(crop: np.ndarray, detection: Detection, width: int, height: int) -> FoundFace:
@@ -380,7 +430,7 @@ class _Lazy(Generic[T]):
             return self._value
 
 
-def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
+def _items(paths: Iterable[Path], every: int) -> Iterator[WorkItem]:
     """Stills as they are; videos as their sampled frames, then their error if decoding failed;
     a folder's images and videos (searched recursively, as `agegender predict` does)."""
     for path in paths:
@@ -388,20 +438,20 @@ def _items(paths: Iterable[Path], every: int) -> Iterator[_Item]:
             yield from _items(_folder_files(path), every)
             continue
         if not is_video(path):
-            yield _Item(path)
+            yield WorkItem(path)
             continue
         try:
             for frame in iter_frames(path, every):
-                yield _Item(path, frame.image, frame.index, frame.time)
+                yield WorkItem(path, frame.image, frame.index, frame.time)
         except VideoReadError as error:
-            yield _Item(path, error=error)
+            yield WorkItem(path, error=error)
 
 
 def _folder_files(folder: Path) -> list[Path]:
     return [item.path for item in expand_inputs([str(folder)])[0]]
 
 
-def _ordered_map(function: Callable[[_Item], _Analysed], items: Iterable[_Item],
+def _ordered_map(function: Callable[[WorkItem], _Analysed], items: Iterable[WorkItem],
                  workers: int) -> Iterator[_Analysed]:
     """`map(function, items)` on `workers` threads, in order, at most 4 × workers ahead."""
     if workers <= 1:

@@ -24,10 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agegender.inference.predictor import FaceFilter
 from agegender.limits import LIMITS
 from agegender.serving.errors import ApiError
+from agegender.serving.live import add_live_route
 from agegender.serving.metrics import ServerMetrics
 from agegender.serving.schemas import BatchPrediction, ErrorBody, Prediction
 from agegender.serving.service import InferenceService, png_data_url
-from agegender.serving.settings import ServeSettings
+from agegender.serving.settings import LiveSettings, ServeSettings
 from agegender.serving.uploads import image_uploads, is_multipart, read_body
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,11 @@ FaceFilterQuery = Annotated[FaceFilter, Depends(_face_filter)]
 
 
 def create_app(settings: ServeSettings | None = None,
-               service: InferenceService | None = None) -> FastAPI:
+               service: InferenceService | None = None,
+               live: LiveSettings | None = None) -> FastAPI:
     """The application; `service` (default: one built from `settings`) is loaded at start-up
-    unless it already is. A service passed in stays open at shutdown: its owner closes it."""
+    unless it already is. A service passed in stays open at shutdown: its owner closes it.
+    `live`: the bounds of the page's live mode (`/v1/live`)."""
     settings = settings or ServeSettings()
     owned = service is None
     service = service or InferenceService(settings)
@@ -109,6 +112,7 @@ def create_app(settings: ServeSettings | None = None,
     app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
     _add_prediction_routes(app, service, settings)
     _add_status_routes(app, service)
+    add_live_route(app, service, live or LiveSettings())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

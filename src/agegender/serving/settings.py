@@ -50,3 +50,19 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for name in CHECKED:
             check(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The live mode's bounds (`agegender serve --live-*`)."""
+
+    max_connections: int = 4
+    idle_timeout_s: float = 30.0
+    frames_in_flight: int = 2
+    max_frame_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        check("live_connections", self.max_connections)
+        check("live_idle", self.idle_timeout_s)
+        check("live_in_flight", self.frames_in_flight)
+        check("max_upload_bytes", self.max_frame_bytes)
