@@ -166,6 +166,26 @@ class MobileNetV2(ImageNetNet):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(images))
 
+    def set_output_stride(self, output_stride: int) -> None:
+        """Run the strided convolutions that would take the map below 1/`output_stride` of
+        the input at stride 1, and dilate every later 3×3 convolution to match (the "à trous"
+        algorithm; DeepLab's output stride). The weights are unchanged, and the map at the
+        positions the strided network kept is the strided network's own: at output stride 16
+        the last map of a 112-px face is 7×7, not 4×4."""
+        stride, dilation = 1, 1
+        for module in self.features.modules():
+            if not isinstance(module, nn.Conv2d):
+                continue
+            if dilation > 1 and module.kernel_size[0] > 1:
+                module.dilation = (dilation, dilation)
+                module.padding = (dilation * (module.kernel_size[0] - 1) // 2,) * 2
+            if module.stride[0] > 1:
+                if stride * module.stride[0] > output_stride:
+                    dilation *= module.stride[0]
+                    module.stride = (1, 1)
+                else:
+                    stride *= module.stride[0]
+
 
 # --- EfficientNet-Lite (efficientnet_lite_pytorch / lukemelas key names) ---------------------
 
@@ -401,15 +421,23 @@ def create_imagenet_classifier(name: str, pretrained: bool = True) -> ImageNetNe
     return model
 
 
-def create_backbone(name: str, pretrained: bool = True, antialias: bool = False
-                    ) -> tuple[ImageNetNet, int]:
+def create_backbone(name: str, pretrained: bool = True, antialias: bool = False,
+                    output_stride: int = 32) -> tuple[ImageNetNet, int]:
     """A feature extractor N×3×H×W (normalised with its `input_mean`/`input_std`) → N×F, and F.
 
-    `antialias` low-passes the input of every strided convolution (`add_antialiasing`)."""
+    `antialias` low-passes the input of every strided convolution (`add_antialiasing`);
+    `output_stride` 16 keeps MobileNetV2's last map twice as fine (`set_output_stride`). The
+    blur stays before a convolution that the output stride runs at stride 1, so the finer map
+    holds the strided network's own at every other position."""
     model = create_imagenet_classifier(name, pretrained)
     model.drop_classifier()
     if antialias:
         add_antialiasing(model)
+    if output_stride != 32:
+        if not isinstance(model, MobileNetV2):
+            raise ValueError(f"output stride {output_stride} is a MobileNetV2 option, not "
+                             f"{name!r}'s")
+        model.set_output_stride(output_stride)
     return model, model.num_features
 
 
