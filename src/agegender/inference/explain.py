@@ -37,6 +37,8 @@ TILE = 224
 
 CAPTION_HEIGHT = 86
 OVERLAY_OPACITY = 0.5
+SIGNED_OPACITY_SCALE = 1.5
+"""A signed map's strongest evidence is drawn at 1.5 × `OVERLAY_OPACITY`, nil evidence not."""
 NO_FLIP_NOTE = "maps computed without flip averaging"
 
 # An inferno-like colour ramp (dark → bright), so the maps need no plotting library.
@@ -162,8 +164,12 @@ def colourise(heat: np.ndarray, signed: bool = False) -> np.ndarray:
 
 def overlay(picture: np.ndarray, heat: np.ndarray, coverage: np.ndarray | None = None,
             signed: bool = False) -> np.ndarray:
-    """The heat map blended over an RGB picture of the same size (only where `coverage`)."""
+    """The heat map blended over an RGB picture of the same size (only where `coverage`). A
+    signed map is as opaque as it is strong (√|value|), so where the evidence is nil either
+    way the picture shows through instead of the scale's white middle."""
     opacity = OVERLAY_OPACITY * (np.ones(heat.shape) if coverage is None else coverage)
+    if signed:
+        opacity = opacity * SIGNED_OPACITY_SCALE * np.sqrt(np.clip(np.abs(heat), 0, 1))
     blended = (picture * (1 - opacity[..., None])
                + colourise(heat, signed) * opacity[..., None])
     return blended.astype(np.uint8)
