@@ -12,11 +12,13 @@ faces in several views (`agegender.evaluation.views`, where each view's paramete
 
 It prints one table per figure (age MAE, mean signed age error, gender accuracy, women's and
 men's recall; rows are views, columns models, a later model's difference from the reference in
-brackets), then the mean signed age error per age group on the UTKFace views:
+brackets), then the mean signed age error per age group and per decade on the UTKFace views.
+`--split val+test` pools both splits (the decade bias of issue 26 is judged pooled; models are
+chosen on `val` alone):
 
     python -m benchmarks.generalisation --utkface ../shared/data/utkface/UTKFace.tar.gz \
-        --lfw ../shared/data/lfw [--model M.onnx ...] [--split val|test] [--views V ...] \
-        [--limit N] [--json FILE]
+        --lfw ../shared/data/lfw [--model M.onnx ...] [--split val|test|val+test] \
+        [--views V ...] [--limit N] [--json FILE]
 
 The first run on a dataset aligns and caches its faces (minutes); later runs read the cache.
 """
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 from agegender.evaluation.metrics import AGE_GROUP_LABELS
-from agegender.evaluation.views import VIEWS, evaluate_views
+from agegender.evaluation.views import DECADE_LABELS, VIEWS, evaluate_views
 from agegender.inference.predictor import bundled_model_path
 from benchmarks.common import argument_parser, write_json
 
@@ -50,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, action="append",
                         help="repeat for models side by side, the first the reference "
                              "(default: the bundled model)")
-    parser.add_argument("--split", default="val", choices=["val", "test"],
-                        help="val to choose between models; test for the final figures")
+    parser.add_argument("--split", default="val", choices=["val", "test", "val+test"],
+                        help="val to choose between models; test for the final figures; "
+                             "val+test pools both")
     parser.add_argument("--views", nargs="+", choices=list(VIEWS), default=list(VIEWS))
     parser.add_argument("--limit", type=int,
                         help="decode only N random faces of each dataset (all splits) and "
@@ -99,30 +102,33 @@ def figure_tables(figures: dict[str, dict[str, dict]]) -> str:
     return "\n\n".join(tables)
 
 
-def _group_bias(found: dict, group: str) -> str:
-    bias = found["bias"] if group == "all" else found["bias_by_group"].get(group, {}).get("bias")
+def _group_bias(found: dict, group: str, key: str) -> str:
+    bias = found["bias"] if group == "all" else found[key].get(group, {}).get("bias")
     return "-" if bias is None else f"{bias:+.2f}"
 
 
-def group_table(figures: dict[str, dict[str, dict]]) -> str:
-    """Mean signed age error per age group: rows the groups, columns model × UTKFace view."""
+def group_table(figures: dict[str, dict[str, dict]], decades: bool = False) -> str:
+    """Mean signed age error per age group (or per decade): rows the groups, columns model ×
+    UTKFace view."""
+    key, labels, what = (("bias_by_decade", DECADE_LABELS, "decade") if decades
+                         else ("bias_by_group", AGE_GROUP_LABELS, "age group"))
     columns = [(name, view) for name, by_view in figures.items() for view in by_view
                if VIEWS[view].dataset == "utkface"]
     if not columns:
-        return "no UTKFace view: no age groups"
+        return f"no UTKFace view: no {what}s"
     counts = figures[columns[0][0]][columns[0][1]]
     rows = [[group, str(counts["age_n"] if group == "all"
-                        else counts["bias_by_group"].get(group, {}).get("n", 0)),
-             *(_group_bias(figures[name][view], group) for name, view in columns)]
-            for group in [*AGE_GROUP_LABELS, "all"]]
+                        else counts[key].get(group, {}).get("n", 0)),
+             *(_group_bias(figures[name][view], group, key) for name, view in columns)]
+            for group in [*labels, "all"]]
     views = ["age", "n", *(view for _, view in columns)]
     if len(figures) == 1:
-        return ("mean signed age error by age group (years, predicted - true)\n"
+        return (f"mean signed age error by {what} (years, predicted - true)\n"
                 + _table([views], rows))
     numbers = {name: number for number, name in enumerate(figures, 1)}
     models = ["", "", *(f"model {numbers[name]}" if i == 0 or columns[i - 1][0] != name else ""
                         for i, (name, _) in enumerate(columns))]
-    return ("mean signed age error by age group (years, predicted - true; "
+    return (f"mean signed age error by {what} (years, predicted - true; "
             + ", ".join(f"model {number} = {name}" for name, number in numbers.items()) + ")\n"
             + _table([models, views], rows))
 
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     if any(results["figures"].values()):
         print(figure_tables(results["figures"]) + "\n")
         print(group_table(results["figures"]) + "\n")
+        print(group_table(results["figures"], decades=True) + "\n")
     print(f"wall time {wall_s:.0f} s")
     write_json(args.json, {"split": args.split, "limit": args.limit,
                            "models": {name: str(path) for name, path in models.items()},

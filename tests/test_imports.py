@@ -1,4 +1,5 @@
-"""The package's layers: inference, faces and evaluation never reach the training stack."""
+"""The package's layers: inference, faces and evaluation never reach the training stack, and
+the models never reach the layers above them."""
 
 from __future__ import annotations
 
@@ -75,6 +76,17 @@ def test_never_imports_training(module):
     seen = reachable(module)
     training = [name for name in seen if name.split(".")[:2] == ["agegender", "training"]]
     assert not training, _chain(seen, training[0])
+
+
+ABOVE_MODELS = ("inference", "evaluation", "serving", "training", "cli")
+
+
+@pytest.mark.parametrize("module", _modules("models"))
+def test_models_never_import_the_layers_above_them(module):
+    """The networks sit below inference: Grad-CAM once reached up into `inference.backends`."""
+    seen = reachable(module)
+    above = [name for name in seen if name.split(".")[1:2] and name.split(".")[1] in ABOVE_MODELS]
+    assert not above, _chain(seen, above[0])
 
 
 def test_the_walk_finds_lazy_imports_so_it_can_fail():

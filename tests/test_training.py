@@ -26,6 +26,7 @@ from agegender.training.losses import (
     embedding_loss,
     gender_hits,
     gender_loss,
+    soft_age_loss,
     soft_gender_loss,
 )
 from agegender.training.run import resolve_device
@@ -396,6 +397,34 @@ def test_soft_targets_join_on_file_names_and_change_training(tmp_path):
     with pytest.raises(ValueError, match="not a soft-target table"):
         Trainer(dataclasses.replace(base, soft_targets=str(tmp_path / "bad.npz")), data,
                 tmp_path / "bad")
+
+
+def test_soft_age_loss_masks_rows_without_a_teacher_distribution():
+    logits = torch.randn(3, 101, generator=torch.Generator().manual_seed(0))
+    target = torch.softmax(torch.randn(3, 101, generator=torch.Generator().manual_seed(1)), -1)
+    target[1] = float("nan")
+    assert torch.isclose(soft_age_loss(logits, target), soft_age_loss(logits[[0, 2]],
+                                                                      target[[0, 2]]))
+    assert soft_age_loss(logits, torch.full((3, 101), float("nan"))).item() == 0.0
+    assert soft_age_loss(target[[0]].log(), target[[0]]) < soft_age_loss(logits[[0]], target[[0]])
+
+
+def test_an_age_table_teaches_ages_to_the_photos_it_lists(tmp_path):
+    data = synthetic_faces(48, 32)
+    base = dataclasses.replace(_tiny_transfer(), seed=3)
+    names = np.array([f"{i}.png" for i in range(0, 48, 2)])
+    distribution = np.zeros((len(names), 101), np.float32)
+    distribution[:, 70] = 1.0
+    table = tmp_path / "ages.npz"
+    np.savez(table, name=names, age_distribution=distribution)  # no gender probabilities
+    taught = Trainer(dataclasses.replace(base, soft_targets=str(table), distill_weight=5.0),
+                     data, tmp_path / "taught")
+    assert taught.step.soft_female is None
+    soft_age = taught.step.soft_age
+    assert np.isnan(soft_age[1::2]).all() and (soft_age[::2, 70] == 1).all()
+    taught.fit()
+    Trainer(base, data, tmp_path / "plain").fit()
+    assert _log(tmp_path / "taught")[0]["train_loss"] != _log(tmp_path / "plain")[0]["train_loss"]
 
 
 def test_embedding_loss_masks_missing_rows_and_ignores_the_embedding_scale():

@@ -123,6 +123,15 @@ def test_bias_by_age_group_matches_a_recount():
         assert found[group]["bias"] == pytest.approx(figures["bias"])
 
 
+def test_bias_by_decade_pools_seventy_and_over_and_skips_unknown_ages():
+    true = np.array([0, 9.9, 10, 25, 69, 70, 95, np.nan])
+    pred = np.array([2, 10.9, 13, 20, 60, 60, 80, 40])
+    found = bias_by_age_group(true, pred, decades=True)
+    assert list(found) == ["0-9", "10-19", "20-29", "60-69", "70+"]
+    assert found["0-9"] == {"bias": pytest.approx(1.5), "n": 2}
+    assert found["70+"] == {"bias": pytest.approx(((60 - 70) + (80 - 95)) / 2), "n": 2}
+
+
 def test_view_figures_recount():
     true_age = np.array([20, 30, 40, 50, np.nan, np.nan])
     pred_age = np.array([22, 27, 40, 56, 33, 44])

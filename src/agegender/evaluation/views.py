@@ -152,14 +152,28 @@ def _noisy_rgb(face: np.ndarray) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
-def bias_by_age_group(age_true: ArrayLike, age_pred: ArrayLike) -> dict[str, dict]:
-    """Mean signed error (predicted − true age, years) and count per `AGE_GROUPS` group; rows
-    without an age are left out, and so are groups without rows."""
+DECADE_LABELS: tuple[str, ...] = (*(f"{low}-{low + 9}" for low in range(0, 70, 10)), "70+")
+"""The decades of the bias the selection rule and issue 26 judge: 0–9 … 60–69, and 70+."""
+
+
+def decade_ids(age: ArrayLike) -> np.ndarray:
+    """Index into `DECADE_LABELS` of each age (its whole year), NaN where it is unknown."""
+    age = np.asarray(age, dtype=float)
+    return np.where(np.isfinite(age), np.minimum(np.floor(age) // 10, len(DECADE_LABELS) - 1),
+                    np.nan)
+
+
+def bias_by_age_group(age_true: ArrayLike, age_pred: ArrayLike, decades: bool = False
+                      ) -> dict[str, dict]:
+    """Mean signed error (predicted − true age, years) and count per `AGE_GROUPS` group (per
+    decade with `decades`); rows without an age are left out, and so are groups without rows."""
     true, pred = np.asarray(age_true, dtype=float), np.asarray(age_pred, dtype=float)
-    groups, error = age_group_ids(true), pred - true
+    groups, labels = ((decade_ids(true), DECADE_LABELS) if decades
+                      else (age_group_ids(true), AGE_GROUP_LABELS))
+    error = pred - true
     return {label: {"bias": float(error[groups == index].mean()),
                     "n": int((groups == index).sum())}
-            for index, label in enumerate(AGE_GROUP_LABELS) if (groups == index).any()}
+            for index, label in enumerate(labels) if (groups == index).any()}
 
 
 def clustered_standard_error(values: ArrayLike, clusters: ArrayLike,
@@ -181,9 +195,10 @@ def clustered_standard_error(values: ArrayLike, clusters: ArrayLike,
 def view_figures(age_true: ArrayLike, age_pred: ArrayLike, gender_true: ArrayLike,
                  prob_female: ArrayLike, person: ArrayLike | None = None) -> dict:
     """Figures of one model on one view: `n`, age `mae` and `bias` (mean signed error) with
-    `bias_by_group` and `mae_by_group`, `gender_acc` with its standard error `gender_acc_se`
-    (drawing people, where `person` says who each face is; -1: unknown), and the recall of
-    women and of men. A figure without labels to judge it (ages on LFW) is None."""
+    `bias_by_group`, `bias_by_decade` and `mae_by_group`, `gender_acc` with its standard
+    error `gender_acc_se` (drawing people, where `person` says who each face is; -1: unknown),
+    and the recall of women and of men. A figure without labels to judge it (ages on LFW) is
+    None."""
     true, pred = np.asarray(age_true, dtype=float), np.asarray(age_pred, dtype=float)
     aged = np.isfinite(true)
     age, gender = age_metrics(true, pred), gender_metrics(gender_true, prob_female)
@@ -198,6 +213,7 @@ def view_figures(age_true: ArrayLike, age_pred: ArrayLike, gender_true: ArrayLik
         "mae": age["mae"],
         "bias": float((pred[aged] - true[aged]).mean()) if aged.any() else None,
         "bias_by_group": bias_by_age_group(true[aged], pred[aged]),
+        "bias_by_decade": bias_by_age_group(true[aged], pred[aged], decades=True),
         "mae_by_group": age["mae_by_group"],
         "gender_n": gender["n"],
         "gender_acc": gender["accuracy"],
@@ -210,7 +226,7 @@ def view_figures(age_true: ArrayLike, age_pred: ArrayLike, gender_true: ArrayLik
 def evaluate_views(models: dict[str, Path], data: dict[str, Path | None], views: Sequence[str],
                    split: str = "val", limit: int | None = None) -> dict:
     """Every model's `view_figures` on every view, on the `split` rows of the datasets in
-    `data` (`utkface`, `lfw`: a path, or None to skip its views).
+    `data` (`utkface`, `lfw`: a path, or None to skip its views); `val+test` pools both.
 
     `models` maps a name to a model file (.onnx or .pt). Returns `{"figures": {name: {view:
     figures}}, "skipped": {view: reason}}`, in the order given. `limit` decodes only that
@@ -256,7 +272,7 @@ def _split_faces(path: Path | None, dataset: str, prep: Preprocessing, split: st
         data = load_labelled_faces(path, prep, limit=limit)
     except (FileNotFoundError, ValueError) as error:
         return f"{dataset} could not be read: {error}"
-    rows = data.rows(split)
+    rows = np.flatnonzero(np.isin(data.split, split.split("+")))
     if len(rows) == 0:
         return f"{path}: no {split!r} faces"
     return LabelledFaces(images=np.asarray(data.images[rows]), age=data.age[rows],

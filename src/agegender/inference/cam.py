@@ -9,8 +9,11 @@ The bundled model's heads are linear over the global average of its last feature
   g = Wᵀ(p ⊙ (k − E)) / T with respect to the pooled features, and Σ_f g_f·A[f, i, j] is
   Grad-CAM (Selvaraju et al., 2017) of the expected age: where the face pushes the estimate up.
 
-Both are ReLU-ed like Grad-CAM and scaled to [0, 1] per face, so they equal the torch Grad-CAM
-of the same network (`models.gradcam`) up to a positive factor.
+The gender map is ReLU-ed like Grad-CAM and scaled to [0, 1] per face: the evidence for the
+answer. The age map keeps its sign, scaled to [-1, 1] per face: positive where the face pushes
+the estimate toward older, negative toward younger (for a young face nearly every region pulls
+younger, so a ReLU-ed map would be blank). Both equal the torch Grad-CAM of the same network
+(`models.gradcam`) up to a positive factor.
 """
 
 from __future__ import annotations
@@ -66,20 +69,29 @@ def gender_cam(feature_map: np.ndarray, heads: LinearHeads, female: np.ndarray) 
     return _scaled(per_location * np.where(female, 1.0, -1.0)[:, None, None])
 
 
-def age_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
-    """N×h×w Grad-CAM of the expected age, from the softmax's closed-form gradient."""
+def age_distribution(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
+    """N×bins probabilities over `heads.age_bins`: the distribution whose age the model
+    reports, from its feature map (the heads are linear over its global average)."""
     pooled = feature_map.mean(axis=(2, 3), dtype=np.float64)
     logits = (pooled @ heads.age_weight.T + heads.age_bias) / heads.age_temperature
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def age_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
+    """N×h×w signed Grad-CAM of the expected age, in [-1, 1] (toward older where positive),
+    from the softmax's closed-form gradient."""
+    probs = age_distribution(feature_map, heads)
     expected = probs @ heads.age_bins
     gradient = (probs * (heads.age_bins - expected[:, None])) @ heads.age_weight
     gradient /= heads.age_temperature
-    return _scaled(np.einsum("nf,nfhw->nhw", gradient, feature_map))
+    return _scaled(np.einsum("nf,nfhw->nhw", gradient, feature_map), signed=True)
 
 
-def _scaled(maps: np.ndarray) -> np.ndarray:
-    """ReLU, then each map divided by its maximum (an all-zero map stays zero)."""
-    maps = np.maximum(maps, 0.0)
-    peaks = maps.max(axis=(1, 2), keepdims=True)
+def _scaled(maps: np.ndarray, signed: bool = False) -> np.ndarray:
+    """ReLU unless `signed`, then each map divided by its largest |value| (an all-zero map
+    stays zero)."""
+    if not signed:
+        maps = np.maximum(maps, 0.0)
+    peaks = np.abs(maps).max(axis=(1, 2), keepdims=True)
     return (maps / np.where(peaks > 0, peaks, 1.0)).astype(np.float32)

@@ -2,7 +2,9 @@
 
 An exported model with a feature-map output is explained with numpy (`inference.cam`), so this
 runs in the plain install; a `.pt` checkpoint with Grad-CAM (`models.gradcam`, needs torch).
-Maps are always computed on the face itself, never averaged with its mirror image.
+Maps are always computed on the face itself, never averaged with its mirror image. The gender
+map shows the evidence for the answer (a sequential scale); the age map is signed, toward older
+and toward younger, in a diverging scale with a legend.
 """
 
 from __future__ import annotations
@@ -23,22 +25,29 @@ from agegender.inference.backends import (
     FacePredictions,
     ModelBackend,
     OnnxBackend,
+    TorchCheckpointBackend,
     load_backend,
 )
 from agegender.inference.cam import LinearHeads, age_cam, gender_cam
 from agegender.inference.predictor import FoundFace
-from agegender.preprocessing import Preprocessing
+from agegender.preprocessing import Preprocessing, normalize
 
 TILE = 224
 """Side in pixels of each picture in a panel."""
 
-CAPTION_HEIGHT = 64
+CAPTION_HEIGHT = 86
 OVERLAY_OPACITY = 0.5
+SIGNED_OPACITY_SCALE = 1.5
+"""A signed map's strongest evidence is drawn at 1.5 × `OVERLAY_OPACITY`, nil evidence not."""
 NO_FLIP_NOTE = "maps computed without flip averaging"
 
 # An inferno-like colour ramp (dark → bright), so the maps need no plotting library.
 _RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
                  dtype=np.float64)
+# A diverging ramp (ColorBrewer RdBu, reversed): blue toward younger (-1), white for nothing
+# either way (0), red toward older (+1).
+_DIVERGING = np.array([[5, 48, 97], [67, 147, 195], [247, 247, 247], [214, 96, 77],
+                       [103, 0, 31]], dtype=np.float64)
 
 
 class Explainer(Protocol):
@@ -48,7 +57,8 @@ class Explainer(Protocol):
     """How the gender and the age maps are made, in words for the panel."""
 
     def explain(self, crops: np.ndarray) -> tuple[FacePredictions, np.ndarray, np.ndarray]:
-        """Predictions, gender maps and age maps (N×h×w in [0, 1]) of N canonical crops."""
+        """Predictions, gender maps (N×h×w in [0, 1]) and signed age maps (N×h×w in [-1, 1],
+        toward older where positive) of N canonical crops."""
         ...
 
 
@@ -69,12 +79,35 @@ class OnnxExplainer:
                 age_cam(feature_map, self.heads))
 
 
+class GradCamExplainer:
+    """A checkpoint's predictions (as `TorchCheckpointBackend` gives them) and Grad-CAM maps
+    (`models.gradcam`); torch is imported only here, as the checkpoint backend does."""
+
+    def __init__(self, path: Path | str):
+        from agegender.models.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(path)
+        self.model = loaded.model.eval()
+        self.calibration = loaded.calibration
+        self.backend = TorchCheckpointBackend(loaded.deployed(), loaded.preprocessing)
+        self.preprocessing: Preprocessing = loaded.preprocessing
+        self.methods = ("Grad-CAM", "Grad-CAM")
+
+    def explain(self, crops: np.ndarray) -> tuple[FacePredictions, np.ndarray, np.ndarray]:
+        import torch
+
+        from agegender.models.gradcam import grad_cam_maps
+
+        images = torch.from_numpy(normalize(crops, self.preprocessing))
+        predictions = self.backend.predict(crops)
+        female = predictions.prob_female >= GENDER_THRESHOLD
+        return predictions, *grad_cam_maps(self.model, images, self.calibration, female)
+
+
 def load_explainer(path: Path | str) -> Explainer:
     """The explainer for a model file: numpy CAM for .onnx, Grad-CAM (torch) for .pt."""
     path = Path(path)
     if path.suffix in CHECKPOINT_SUFFIXES and path.is_file():
-        from agegender.models.gradcam import GradCamExplainer
-
         return GradCamExplainer(path)
     backend = load_backend(path)  # the missing file, the unknown format: the backend's errors
     if not isinstance(backend, OnnxBackend):
@@ -84,7 +117,8 @@ def load_explainer(path: Path | str) -> Explainer:
 
 @dataclass(frozen=True)
 class FaceExplanation:
-    """One face's crop, maps (h×w in [0, 1]) and prediction, and the image → crop transform."""
+    """One face's crop, maps (h×w: gender in [0, 1], age in [-1, 1]) and prediction, and the
+    image → crop transform."""
 
     crop: np.ndarray
     gender_map: np.ndarray
@@ -120,18 +154,24 @@ def _image_to_crop(face: FoundFace, shape: tuple[int, ...], size: int, prep: Pre
     return np.array([[size / width, 0.0, 0.0], [0.0, size / height, 0.0]])
 
 
-def colourise(heat: np.ndarray) -> np.ndarray:
-    """H×W values in [0, 1] → H×W×3 uint8 colours of the ramp."""
-    positions = np.linspace(0.0, 1.0, len(_RAMP))
-    channels = [np.interp(np.clip(heat, 0, 1), positions, _RAMP[:, c]) for c in range(3)]
+def colourise(heat: np.ndarray, signed: bool = False) -> np.ndarray:
+    """H×W values in [0, 1] (or [-1, 1] if `signed`, in the diverging ramp) → H×W×3 uint8."""
+    ramp, low = (_DIVERGING, -1.0) if signed else (_RAMP, 0.0)
+    positions = np.linspace(low, 1.0, len(ramp))
+    channels = [np.interp(np.clip(heat, low, 1), positions, ramp[:, c]) for c in range(3)]
     return np.stack(channels, axis=-1).astype(np.uint8)
 
 
-def overlay(picture: np.ndarray, heat: np.ndarray, coverage: np.ndarray | None = None
-            ) -> np.ndarray:
-    """The heat map blended over an RGB picture of the same size (only where `coverage`)."""
+def overlay(picture: np.ndarray, heat: np.ndarray, coverage: np.ndarray | None = None,
+            signed: bool = False) -> np.ndarray:
+    """The heat map blended over an RGB picture of the same size (only where `coverage`). A
+    signed map is as opaque as it is strong (√|value|), so where the evidence is nil either
+    way the picture shows through instead of the scale's white middle."""
     opacity = OVERLAY_OPACITY * (np.ones(heat.shape) if coverage is None else coverage)
-    blended = picture * (1 - opacity[..., None]) + colourise(heat) * opacity[..., None]
+    if signed:
+        opacity = opacity * SIGNED_OPACITY_SCALE * np.sqrt(np.clip(np.abs(heat), 0, 1))
+    blended = (picture * (1 - opacity[..., None])
+               + colourise(heat, signed) * opacity[..., None])
     return blended.astype(np.uint8)
 
 
@@ -162,11 +202,11 @@ def _photo_tiles(image: np.ndarray, face: FaceExplanation, crop_size: int
                                    tuple(tile_to_crop[:2].ravel()),
                                    resample=Image.Resampling.BILINEAR))
     tiles = []
-    for heat in (face.gender_map, face.age_map):
+    for heat, signed in ((face.gender_map, False), (face.age_map, True)):
         warped = np.asarray(Image.fromarray(_resized_map(heat, crop_size), "F").transform(
             (TILE, TILE), Image.Transform.AFFINE, tuple(tile_to_crop[:2].ravel()),
             resample=Image.Resampling.BILINEAR))
-        tiles.append(overlay(photo, warped, inside))
+        tiles.append(overlay(photo, warped, inside, signed))
     return tiles[0], tiles[1]
 
 
@@ -191,7 +231,7 @@ def render_panel(image: np.ndarray, face: FaceExplanation, methods: tuple[str, s
     gender_photo, age_photo = _photo_tiles(image, face, crop_size)
     tiles = [("aligned crop", crop),
              ("gender map", overlay(crop, _resized_map(face.gender_map, TILE))),
-             ("age map", overlay(crop, _resized_map(face.age_map, TILE))),
+             ("age map", overlay(crop, _resized_map(face.age_map, TILE), signed=True)),
              ("gender map, photo", gender_photo), ("age map, photo", age_photo)]
     tiles = [tiles[index] for index in pictures]
     label_height = 18
@@ -204,21 +244,37 @@ def render_panel(image: np.ndarray, face: FaceExplanation, methods: tuple[str, s
         draw.text((index * TILE + 4, 1), label, fill="black", font=font)
     caption = [f"{title}: {describe(face)}",
                f"gender: {methods[0]} toward the predicted gender; age: {methods[1]} of the "
-               f"expected age (toward older); {NO_FLIP_NOTE}"]
+               f"expected age, signed; {NO_FLIP_NOTE}"]
     for line, text in enumerate(caption):
         draw.text((4, TILE + label_height + 6 + 20 * line), text, fill="black", font=font)
+    draw_age_legend(panel, (4, TILE + label_height + 48), font)
     return panel
+
+
+def draw_age_legend(picture: Image.Image, corner: tuple[int, int], font,
+                    width: int = 200, height: int = 12) -> None:
+    """The signed age map's colour scale at `corner`: "toward younger", a bar from blue
+    through white to red, "toward older"."""
+    draw = ImageDraw.Draw(picture)
+    left, top = corner
+    draw.text((left, top - 2), "age map: toward younger", fill="black", font=font)
+    start = left + int(draw.textlength("age map: toward younger", font=font)) + 8
+    bar = colourise(np.tile(np.linspace(-1.0, 1.0, width), (height, 1)), signed=True)
+    picture.paste(Image.fromarray(bar), (start, top))
+    draw.rectangle((start - 1, top - 1, start + width, top + height), outline="grey")
+    draw.text((start + width + 8, top - 2), "toward older", fill="black", font=font)
 
 
 def worst_faces_sheet(crops: np.ndarray, captions: Sequence[str],
                       explainer: Explainer | None, columns: int = 4) -> Image.Image:
-    """A contact sheet of faces, each as crop | gender map | age map (or the crop alone
-    without an explainer), captioned."""
+    """A contact sheet of faces, each as crop | gender map | signed age map (or the crop alone
+    without an explainer), captioned, with the age map's legend below when it has maps."""
     side = 112
     maps = explainer.explain(crops)[1:] if explainer is not None else None
     cell_width = side * (3 if maps is not None else 1)
     rows = -(-len(crops) // columns)
-    sheet = Image.new("RGB", (columns * (cell_width + 8), rows * (side + 20)), "white")
+    legend = 24 if maps is not None else 0
+    sheet = Image.new("RGB", (columns * (cell_width + 8), rows * (side + 20) + legend), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(12)
     for index, crop in enumerate(crops):
@@ -226,8 +282,11 @@ def worst_faces_sheet(crops: np.ndarray, captions: Sequence[str],
                              .resize((side, side), Image.Resampling.BILINEAR))
         parts = [picture]
         if maps is not None:
-            parts += [overlay(picture, _resized_map(kind[index], side)) for kind in maps]
+            parts += [overlay(picture, _resized_map(kind[index], side), signed=signed)
+                      for kind, signed in zip(maps, (False, True), strict=True)]
         x, y = index % columns * (cell_width + 8), index // columns * (side + 20)
         sheet.paste(Image.fromarray(np.hstack(parts)), (x, y))
         draw.text((x + 2, y + side + 2), captions[index], fill="black", font=font)
+    if maps is not None:
+        draw_age_legend(sheet, (4, rows * (side + 20) + 6), font)
     return sheet

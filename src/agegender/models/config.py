@@ -36,6 +36,12 @@ class ModelConfig:
         False, doc="transfer models: read only each pixel's brightness (the luma of Pillow's "
                    "grayscale conversion), so a colour photo and its grayscale copy give the "
                    "same answer (adds no weights)")
+    output_stride: int = option(
+        32, choices=(16, 32),
+        doc="transfer models (MobileNetV2): 16 runs the last strided stage at stride 1 and "
+            "dilates the layers after it, so the last feature map, from which the heads pool and "
+            "`explain` draws, is 7×7 at 112 px instead of 4×4 (same weights, about 1.5× the "
+            "compute)")
 
     def to_dict(self) -> dict:
         return asdict(self)

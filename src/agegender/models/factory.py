@@ -25,7 +25,8 @@ def create_model(config: ModelConfig, prep: Preprocessing, load_pretrained: bool
             raise ValueError("a transfer model needs a backbone and RGB input")
         colour = LuminanceInput(prep.mean, prep.std) if config.luminance else None
         return TransferModel(config.backbone, pretrained=config.pretrained and load_pretrained,
-                             dropout=config.dropout, antialias=config.antialias, colour=colour)
+                             dropout=config.dropout, antialias=config.antialias, colour=colour,
+                             output_stride=config.output_stride)
     try:
         architecture = SEED_ARCHITECTURES[config.architecture]
     except KeyError:

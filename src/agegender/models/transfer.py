@@ -40,12 +40,12 @@ class TransferModel(nn.Module):
     """
 
     def __init__(self, backbone: str, pretrained: bool, dropout: float, antialias: bool = False,
-                 colour: nn.Module | None = None):
+                 colour: nn.Module | None = None, output_stride: int = 32):
         """`colour` maps the normalised input before the backbone (`LuminanceInput`)."""
         super().__init__()
         self.colour = colour or nn.Identity()
         self.backbone, features = create_backbone(backbone, pretrained=pretrained,
-                                                  antialias=antialias)
+                                                  antialias=antialias, output_stride=output_stride)
         self.num_features = features
         self.dropout = nn.Dropout(dropout)
         self.gender_head = nn.Linear(features, 1)

@@ -136,9 +136,10 @@ class TrainConfig:
     distill_weight: float = option(1.0, doc="weight of the distillation losses against the "
                                             "labels' loss")
     soft_targets: str | None = option(
-        None, doc="offline distillation: a .npz of `name` (image file name) and `prob_female` "
-                  "arrays, a teacher's gender probability per training image (e.g. from "
-                  "tools/face_embedding_teacher.py), learnt with --distill-weight")
+        None, doc="offline distillation: a .npz of `name` (image file name) and a teacher's "
+                  "answers per image: `prob_female` (e.g. tools/face_embedding_teacher.py) "
+                  "and/or `age_distribution` over ages 0..100 (tools/age_teachers.py, for "
+                  "photos without ages), each learnt with --distill-weight")
     embedding_weight: float = option(
         0.0, doc="feature distillation: above 0, a linear map from the backbone's pooled "
                  "features learns the face descriptors stored in --soft-targets (cosine "

@@ -104,8 +104,8 @@ class Trainer:
             _load_bundled_weights(net, config)
         elif config.init_checkpoint:
             _load_initial_weights(net, config.model, Path(config.init_checkpoint))
-        keys = ["prob_female"] + (["descriptor"] if config.embedding_weight else [])
-        soft_targets = (read_soft_targets(Path(config.soft_targets), data.sources, keys)
+        soft_targets = (read_soft_targets(Path(config.soft_targets), data.sources,
+                                          ["descriptor"] if config.embedding_weight else [])
                         if config.soft_targets else {})
         descriptors = soft_targets.get("descriptor")
         self.model = TrainingModel(net, None if descriptors is None else descriptors.shape[1],
@@ -271,9 +271,10 @@ class Trainer:
 def _load_initial_weights(net: torch.nn.Module, model_config: ModelConfig, path: Path) -> None:
     """Fine-tuning: start `net` from a checkpoint of the same model."""
     payload = read_checkpoint(path)
-    # Anti-aliasing and luminance add no weights, so a model without them can start one with them.
+    # Anti-aliasing, luminance and the output stride add no weights, so a model without them can
+    # start one with them.
     theirs = replace(ModelConfig(**payload["config"]["model"]), antialias=model_config.antialias,
-                     luminance=model_config.luminance)
+                     luminance=model_config.luminance, output_stride=model_config.output_stride)
     if theirs != model_config:
         raise ValueError(f"{path} holds another model ({payload['config']['model']}) than "
                          f"this run's ({asdict(model_config)}); it cannot initialise it")

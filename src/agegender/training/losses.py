@@ -70,6 +70,16 @@ def soft_gender_loss(gender_logit: torch.Tensor, prob_female: torch.Tensor) -> t
     return gender_loss(gender_logit, prob_female)
 
 
+def soft_age_loss(age_logits: torch.Tensor, distribution: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to precomputed teacher age distributions; rows without one (NaN) are
+    masked, and a batch without any gives 0."""
+    known = torch.isfinite(distribution).all(-1)
+    if not known.any():
+        return age_logits.sum() * 0.0
+    log_probs = F.log_softmax(age_logits[known].float(), dim=-1)
+    return -(distribution[known] * log_probs).sum(-1).mean()
+
+
 def embedding_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cosine distance to a teacher's face embedding; rows without one (NaN) are masked."""
     known = ~torch.isnan(target).any(-1)

@@ -31,8 +31,8 @@ class TrainStep:
     def __init__(self, config: TrainConfig, model: TrainingModel, data: LabelledFaces,
                  device: torch.device, teachers: Teachers,
                  soft_targets: dict[str, np.ndarray]):
-        """`soft_targets`: per-row arrays (`teachers.read_soft_targets`), `prob_female` and,
-        for feature distillation, `descriptor`."""
+        """`soft_targets`: per-row arrays (`teachers.read_soft_targets`): `prob_female`,
+        `age_distribution` and, for feature distillation, `descriptor`, each optional."""
         self.config = config
         self.model = model
         self.trained: torch.nn.Module = model
@@ -41,6 +41,7 @@ class TrainStep:
         self.device = device
         self.teachers = teachers
         self.soft_female = soft_targets.get("prob_female")
+        self.soft_age = soft_targets.get("age_distribution")
         self.descriptors = soft_targets.get("descriptor")
         self.has_ranges = bool(np.isfinite(data.age_low).any())
 
@@ -81,6 +82,9 @@ class TrainStep:
         if self.soft_female is not None:
             result.loss = result.loss + config.distill_weight * losses.soft_gender_loss(
                 outputs.gender_logit, self._rows_of(self.soft_female, rows))
+        if self.soft_age is not None:
+            result.loss = result.loss + config.distill_weight * losses.soft_age_loss(
+                outputs.age_logits, self._rows_of(self.soft_age, rows))
         if config.consistency_weight:
             other = self.forward(self._second_view(pixels, coverage, images, generator),
                                  training=True)

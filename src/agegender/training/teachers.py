@@ -51,16 +51,29 @@ def autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def read_soft_targets(path: Path, sources: list[str], keys: list[str]) -> dict[str, np.ndarray]:
-    """The `keys` arrays of a teacher table (`tools/face_embedding_teacher.py`) for each row
-    of the data, NaN where the image is not listed, joined on the file name as `split.csv` is."""
+SOFT_TARGETS = ("prob_female", "age_distribution", "descriptor")
+"""What a teacher table may hold per image: a probability of female
+(`tools/face_embedding_teacher.py`), an age distribution over ages 0…100
+(`tools/age_teachers.py`), a face descriptor."""
+
+
+def read_soft_targets(path: Path, sources: list[str], required: list[str]
+                      ) -> dict[str, np.ndarray]:
+    """Every `SOFT_TARGETS` array of a teacher table for each row of the data, NaN where the
+    image is not listed, joined on the file name as `split.csv` is; `required` must be there."""
     try:
         with np.load(path) as table:
             names = table["name"].tolist()
-            arrays = {key: np.asarray(table[key], dtype=np.float32) for key in keys}
+            missing = [key for key in required if key not in table.files]
+            arrays = {key: np.asarray(table[key], dtype=np.float32)
+                      for key in SOFT_TARGETS if key in table.files}
     except (OSError, KeyError, ValueError) as error:
-        raise ValueError(f"{path}: not a soft-target table with 'name' and {keys} arrays "
-                         f"({error})") from error
+        raise ValueError(f"{path}: not a soft-target table with a 'name' array ({error})"
+                         ) from error
+    if missing or not arrays:
+        raise ValueError(f"{path}: a soft-target table needs 'name' and "
+                         f"{required or 'one of ' + str(list(SOFT_TARGETS))} arrays; it has "
+                         f"{sorted(arrays)}")
     position = {name: index for index, name in enumerate(names)}
     found = np.array([position.get(source_name(source), -1) for source in sources])
     if (found < 0).all():
