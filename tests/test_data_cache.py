@@ -42,7 +42,7 @@ def test_rows_follow_requested_indices_and_broken_image_is_an_error(
     faces = load_faces(source, indices, PREP, cache_dir=cache_dir, progress=False)
 
     assert faces.images.shape == (4, 8, 8, 3) and faces.images.dtype == np.uint8
-    assert list(faces.errors) == [1] and "not an image" in faces.errors[1]
+    assert list(faces.errors) == [1] and "corrupt image" in faces.errors[1]
     assert faces.valid.tolist() == [True, False, True, True]
     assert not faces.images[1].any()
     assert np.array_equal(faces.images[0], faces.images[3])
