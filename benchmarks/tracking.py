@@ -1,26 +1,39 @@
 """Tracking and the tracks' answers on generated videos with known truth, and tracking's speed.
 
-Each video (640×480, 25 fps, 10 s by default) moves 3 test faces, two UTKFace crops (age and
-gender known) and one LFW photo's centre (gender known), over a smooth random background:
-the camera pans or zooms, the faces turn, the first two cross (the nearer one hides the
-other), an occluding bar hides one face for 6–12 frames, a few frames are blurred, and the
-video is H.264 at CRF 23–33 (`agegender.evaluation.videos`). The videos are written to a
-temporary folder and deleted (never commit them: the faces are dataset images).
+Each video (640×480, 25 fps, 10 s by default) moves 3 people of `--split` over a smooth random
+background: an LFW person and a UTKFace face that cross (the nearer one hides the other), and a
+second LFW person who comes and goes. An LFW person is shown by 3–6 of their photos of the
+split (the 150-px centre of each), in turn, each for 1–2.4 s and cross-fading into the next
+over 5–10 frames, as a turn of the head or a change of light changes a face; UTKFace has one
+photo per person, so the UTKFace face is one photo throughout. The camera pans or zooms, the
+faces turn, an occluding bar hides one face for 6–12 frames, a few frames are blurred, and the
+video is H.264 at CRF 23–33 (`agegender.evaluation.videos`). `--single-photo` is the harder
+variant: every person is one photo throughout, so a track inherits that photo's error. The
+videos are written to a temporary folder and deleted (never commit them: the faces are
+dataset images). Settings are chosen on `--split val` and reported on `--split test`.
 
-Each video goes through what `agegender predict VIDEO --summary FILE` runs; every visible true
+Each video goes through what `agegender predict VIDEO --summary FILE` runs. A true face-frame
+is a frame in which at least 60 % of a person's square is in the frame and neither hidden by
+the occluder nor by a nearer face (`videos.VISIBLE_SHARE`); a face more hidden than that
+counts neither for nor against. No face is under the detector's 20-px minimum. Each true
 face-frame is matched to the row whose box centre lies in the face's square, and scored:
 
-- identity switches per 100 matched face-frames (a face's track number changing);
-- the share of true face-frames assigned to the face's main track (its most frequent one);
-- the main track's final gender right, per face;
-- the main track's final age MAE against the mean MAE of its frames (UTKFace faces);
-- how often each track's shown gender changed, beside how often the frames' own gender flips.
+- identity switches per 100 matched face-frames (a person's track number changing);
+- the share of true face-frames assigned to the person's main track (their most frequent
+  one); a missed face counts as wrong, and where misses and wrong-track frames go is listed;
+- the main track's final gender right, per person (beside each photo alone and the person's
+  photos combined without video);
+- the main track's final age MAE against the mean MAE of its frames: UTKFace faces only, since
+  LFW has no ages;
+- how often each track's shown gender changed, beside how often the frames' own gender flips,
+  and the same for each hysteresis margin of `combine.steady_gender` replayed on the frames.
 
 `--speed` then times `agegender predict` on one 640×480 video with and without tracking, at
 `--every 1` and `--every 2` (frames of the video per second of wall time):
 
     python -m benchmarks.tracking --utkface ../shared/data/utkface/UTKFace.tar.gz \
-        --lfw ../shared/data/lfw [--videos 16] [--seconds 10] [--speed] [--json FILE]
+        --lfw ../shared/data/lfw [--split test] [--single-photo] [--videos 16] \
+        [--seconds 10] [--speed] [--json FILE]
 """
 
 from __future__ import annotations

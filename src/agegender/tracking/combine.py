@@ -36,7 +36,7 @@ so one overconfident view cannot outvote all others on its own."""
 INTERVAL_TAILS = (0.1, 0.9)
 """The quantiles of the combined distribution that bound the 80 % age interval."""
 
-SWITCH_MARGIN = 0.65
+SWITCH_MARGIN = 0.75
 """The combined probability the other gender must reach before a track's shown gender
 switches to it (hysteresis: between 1 − margin and margin the shown gender holds). Chosen on
 videos of validation faces (docs/tracking.md)."""
