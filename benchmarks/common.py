@@ -77,6 +77,7 @@ def read_split_faces(data: Path, limit: int | None, seed: int, split: str = "tes
     records = [source.records[i] for i in kept]
     labels = {
         "name": [r.name for r in records],
+        "person": [r.person for r in records],
         "age": np.array([r.age for r in records], dtype=float),
         "gender": np.array([r.gender for r in records], dtype=float),
         "test_split_size": total,

@@ -147,3 +147,57 @@ def test_annotate_dir_draws_a_tracked_videos_frames_as_jpegs(tmp_path):
                  str(drawn)]) == EXIT_OK
     assert sorted(path.name for path in drawn.iterdir()) == [
         f"walk_frame{frame:06d}.jpg" for frame in range(3)]
+
+
+def test_the_shown_gender_switches_only_past_the_margin():
+    from agegender.tracking.combine import SWITCH_MARGIN, steady_gender
+
+    assert steady_gender(None, 0.52) == "female"  # the first view: the combined answer
+    assert steady_gender("female", 0.45) == "female"  # male at 0.55: within the margin
+    assert steady_gender("female", 1 - SWITCH_MARGIN) == "male"
+    assert steady_gender("male", 0.6, margin=0.65) == "male"
+    assert steady_gender("male", 0.7, margin=0.65) == "female"
+
+
+def test_a_track_wavering_about_even_shows_one_gender_with_its_probability():
+    from agegender.tracking.session import Track
+
+    track = Track(1, 0, None)
+    shown = []
+    for prob_female in (0.6, 0.3, 0.45, 0.3, 0.5, 0.005, 0.1, 0.1):
+        row = {"gender": "female", "gender_prob": prob_female, "w": 50, "h": 50}
+        answer = track.add(0, None, row, _normal(30, 5))
+        shown.append((answer.gender, round(answer.gender_prob, 3)))
+    # the running mean logit goes from female (0.6) below even at once, but the shown
+    # gender holds until male reaches the margin (the sixth view), then it changes once
+    assert [gender for gender, _ in shown] == ["female"] * 5 + ["male"] * 3
+    assert shown[1][1] < 0.5  # held: the combined probability of the gender shown
+    assert track.gender_changes == 1
+    assert track.summary("x")["gender"] == "male"
+
+
+def test_a_person_shown_by_several_photos_cross_fades_from_one_to_the_next(tmp_path):
+    dark, light = np.full((60, 60, 3), 20, np.uint8), np.full((60, 60, 3), 230, np.uint8)
+    person = FacePath(0, (80, 60), (80, 60), 50, photos=(0, 1), photo_frames=10, fade=4)
+    assert [person.look(frame)[2] for frame in range(4, 12)] == pytest.approx(
+        [0, 0, 0.2, 0.4, 0.6, 0.8, 0, 0])
+    assert person.look(12)[:2] == (1, 0)  # the second photo's turn, fading back later
+    script = VideoScript(width=160, height=120, frames=20, paths=[person], crf=10)
+    truth = render(script, [dark, light], tmp_path / "fade.mp4")
+    assert all(frame[0].visible and frame[0].face == 0 for frame in truth)
+    with av.open(str(tmp_path / "fade.mp4")) as container:
+        centres = [float(frame.to_ndarray(format="rgb24")[55:65, 75:85].mean())
+                   for frame in container.decode(video=0)]
+    assert max(centres[:6]) < 40 and min(centres[10:16]) > 210
+    assert centres[5] < centres[6] < centres[7] < centres[8] < centres[9] < centres[10]
+
+
+def test_a_random_script_shows_each_persons_photos_in_turn():
+    from agegender.evaluation.videos import random_script
+
+    script = random_script(np.random.default_rng(3), [0, 1, 2], seed=0, frames=100,
+                           photos={0: [3, 4, 5], 1: [1]})
+    by_face = {path.face: path for path in script.paths}
+    assert sorted(by_face[0].photos) == [3, 4, 5]
+    assert by_face[1].photos == () and by_face[2].photos == ()  # one photo: the face's own
+    assert 25 <= by_face[0].photo_frames <= 60 and 5 <= by_face[0].fade <= 10

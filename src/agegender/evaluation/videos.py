@@ -4,8 +4,10 @@ answers (`benchmarks/tracking.py`, the tests, and the still in docs/).
 Face crops move over a smooth random background seen by a camera that pans and zooms; they
 turn (in-plane rotation), cross each other (the nearer one hides the other), pass behind an
 occluding bar, and frames get blurred now and then; the video is encoded as H.264 at a
-compression that shows. Every frame's truth (each face's square, and whether it is visible)
-is kept, so every detection can be matched to the face it is.
+compression that shows. A person may be shown by several photos of them in turn, each
+cross-fading into the next over a few frames, as a turn of the head or a change of light
+changes how a face looks. Every frame's truth (each person's square, and whether it is
+visible) is kept, so every detection can be matched to the person it is.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ by the occluder or a nearer face nor outside the frame."""
 
 @dataclass(frozen=True)
 class FacePath:
-    """One face's motion: from `start` to `end` (centres, in pixels of the first frame's view:
-    the camera's later pan and zoom move the face in the frame) between the frames
+    """One person's motion: from `start` to `end` (centres, in pixels of the first frame's
+    view: the camera's later pan and zoom move the face in the frame) between the frames
     `enter` and `leave`, its side growing from `side` to `side × grow`, turning by up to
     ±`turn`° (a sine of period `turn_period` frames); nearer faces (higher `depth`) hide
-    farther ones."""
+    farther ones. `face` is who it is (the truth); `photos` are the crops that show them, in
+    turn, `photo_frames` frames each, the last `fade` of them cross-fading into the next
+    (no photos: the crop `face` all along)."""
 
     face: int
     start: tuple[float, float]
@@ -50,6 +54,19 @@ class FacePath:
     enter: int = 0
     leave: int | None = None
     depth: int = 0
+    photos: tuple[int, ...] = ()
+    photo_frames: int = 50
+    fade: int = 8
+
+    def look(self, frame: int) -> tuple[int, int, float]:
+        """The crops shown at `frame`: this one, the next, and the next one's weight (0 but
+        in the last `fade` frames of a photo's turn, rising to 1 at the switch)."""
+        photos = self.photos or (self.face,)
+        turn, step = divmod(max(0, frame - self.enter), max(1, self.photo_frames))
+        current, following = photos[turn % len(photos)], photos[(turn + 1) % len(photos)]
+        fading = step - (self.photo_frames - self.fade) + 1
+        weight = fading / (self.fade + 1) if fading > 0 and current != following else 0.0
+        return current, following, weight
 
     def at(self, frame: int, frames: int) -> tuple[float, float, float, float] | None:
         """Centre x, y, side and angle at `frame`, or None outside [enter, leave)."""
@@ -93,11 +110,13 @@ class VideoScript:
 
 @dataclass(frozen=True)
 class TrueFace:
-    """A face's truth in one frame: where it is (frame pixels) and whether it is seen."""
+    """A face's truth in one frame: where it is (frame pixels), the share of its square seen,
+    and whether that counts as seen (`VISIBLE_SHARE`)."""
 
     face: int
     placed: PlacedFace
     visible: bool
+    share: float = 1.0
 
 
 def render(script: VideoScript, crops: list[np.ndarray], path: Path) -> list[list[TrueFace]]:
@@ -107,7 +126,8 @@ def render(script: VideoScript, crops: list[np.ndarray], path: Path) -> list[lis
     rng = np.random.default_rng(script.seed)
     world = background(rng, round(script.width * WORLD_MARGIN),
                        round(script.height * WORLD_MARGIN))
-    faces = {p.face: Image.fromarray(crops[p.face]).convert("RGBA") for p in script.paths}
+    faces = {photo: Image.fromarray(crops[photo]).convert("RGBA")
+             for p in script.paths for photo in (p.photos or (p.face,))}
     truth: list[list[TrueFace]] = []
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(script.fps))
@@ -146,7 +166,7 @@ def _frame(script: VideoScript, world: Image.Image, faces: dict[int, Image.Image
         x, y, side, angle = where
         x, y = x + script.width * CAMERA_START, y + script.height * CAMERA_START  # world
         cx, cy, side = (x - left) * scale, (y - top) * scale, side * scale
-        placed, mask = _paste(canvas, faces[face_path.face], cx, cy, side, angle)
+        placed, mask = _paste(canvas, _looks(faces, face_path.look(frame)), cx, cy, side, angle)
         drawn.append((face_path, placed, mask))
     occluding = ImageDraw.Draw(canvas)
     hidden = np.zeros((script.height, script.width), bool)
@@ -164,8 +184,17 @@ def _frame(script: VideoScript, world: Image.Image, faces: dict[int, Image.Image
             nearer |= other
         seen = mask & ~hidden & ~nearer
         share = seen.sum() / max(1.0, placed.area)
-        truth.append(TrueFace(face_path.face, placed, bool(share >= VISIBLE_SHARE)))
+        truth.append(TrueFace(face_path.face, placed, bool(share >= VISIBLE_SHARE),
+                              float(share)))
     return np.asarray(canvas.convert("RGB")), truth
+
+
+def _looks(faces: dict[int, Image.Image], look: tuple[int, int, float]) -> Image.Image:
+    """The crop a person shows: one photo, or two cross-fading (the next at its size)."""
+    current, following, weight = look
+    if weight <= 0:
+        return faces[current]
+    return Image.blend(faces[current], faces[following].resize(faces[current].size), weight)
 
 
 def _paste(canvas: Image.Image, face: Image.Image, cx: float, cy: float, side: float,
@@ -192,14 +221,20 @@ def _paste(canvas: Image.Image, face: Image.Image, cx: float, cy: float, side: f
 
 
 def random_script(rng: np.random.Generator, faces: list[int], seed: int,
-                  frames: int = 250) -> VideoScript:
+                  frames: int = 250, photos: dict[int, list[int]] | None = None
+                  ) -> VideoScript:
     """A video of 2–3 of `faces` with the hard cases mixed in: two faces crossing (one in
     front), a pan or a zoom, turning faces, an occluder passing over one face for 6–12
-    frames, a few blurred frames, and a compression level between CRF 23 and 33."""
+    frames, a few blurred frames, and a compression level between CRF 23 and 33.
+
+    `photos`: face → the crops of that person; such a face shows them in a random order,
+    each for 1–2.4 s (25–60 frames), cross-fading into the next over 5–10 frames."""
     width, height = 640, 480
     paths = []
     count = len(faces)
     for slot, face in enumerate(faces):
+        own = (photos or {}).get(face, [])
+        shown = tuple(int(i) for i in rng.permutation(own)) if len(own) > 1 else ()
         side = float(rng.uniform(70, 150))
         y = height * (0.3 + 0.4 * slot / max(1, count - 1)) + rng.uniform(-20, 20)
         if slot < 2:  # the first two cross: left to right and right to left, near one row
@@ -212,7 +247,8 @@ def random_script(rng: np.random.Generator, faces: list[int], seed: int,
             side, grow=float(rng.uniform(0.8, 1.3)), turn=float(rng.uniform(5, 20)),
             turn_period=float(rng.uniform(40, 120)), depth=slot,
             enter=0 if slot < 2 else int(rng.integers(0, frames // 4)),
-            leave=None if slot < 2 else int(rng.integers(frames * 3 // 4, frames + 1))))
+            leave=None if slot < 2 else int(rng.integers(frames * 3 // 4, frames + 1)),
+            photos=shown, photo_frames=int(rng.integers(25, 61)), fade=int(rng.integers(5, 11))))
     moving = rng.random() < 0.5
     reach = 250 / frames  # the pan's whole course stays within the world
     pan = ((float(rng.uniform(-1.5, 1.5)) * reach, float(rng.uniform(-0.8, 0.8)) * reach)
@@ -257,6 +293,11 @@ class TrackingScore:
     frame_interval_hits: list[bool] = field(default_factory=list)
     rule_errors: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     rule_hits: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    margin_changes: dict[float, list[int]] = field(default_factory=lambda: defaultdict(list))
+    margin_right: dict[float, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    margin_final: dict[float, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    misses: Counter = field(default_factory=Counter)
+    wrong: Counter = field(default_factory=Counter)
 
     def figures(self) -> dict:
         def mean(values: list) -> float | None:
@@ -282,6 +323,16 @@ class TrackingScore:
             **{f"rule {name}: age MAE": mean(errors) for name, errors in self.rule_errors.items()},
             **{f"rule {name}: interval coverage": mean(hits)
                for name, hits in self.rule_hits.items()},
+            **{f"margin {margin}: {name}": value for margin in sorted(self.margin_changes)
+               for name, value in (
+                   ("shown gender changes per track", mean(self.margin_changes[margin])),
+                   ("most shown gender changes", max(self.margin_changes[margin])),
+                   ("face-frames showing the right gender", mean(self.margin_right[margin])),
+                   ("final shown gender right", mean(self.margin_final[margin])))},
+            **{f"missed face-frames: {cause}": count / max(1, self.face_frames)
+               for cause, count in sorted(self.misses.items())},
+            **{f"wrong-track face-frames: {cause}": count / max(1, self.face_frames)
+               for cause, count in sorted(self.wrong.items())},
         }
 
 
@@ -320,17 +371,23 @@ def score_video(score: TrackingScore, frames: list[list[dict]], truth: list[list
             score.face_frames += 1
             if true.face in matched:
                 seen[true.face].append(matched[true.face])
+            else:
+                score.misses[_miss_cause(true)] += 1
     by_track = {row["track"]: row for row in summary}
+    mains = {face: Counter(row["track"] for row in rows).most_common(1)[0][0]
+             for face, rows in seen.items()}
     for face, rows in seen.items():
         tracks = [row["track"] for row in rows]
-        main = Counter(tracks).most_common(1)[0][0]
+        main = mains[face]
         score.matched_frames += len(rows)
         score.right_track_frames += sum(track == main for track in tracks)
         score.switches += sum(a != b for a, b in itertools.pairwise(tracks))
+        _count_wrong(score, tracks, main, set(mains.values()) - {main})
         final = by_track[main]
         score.tracks += 1
         score.gender_right += final["gender"] == genders[face]
         score.gender_changes.append(final["gender_changes"])
+        _score_margins(score, [row for row in rows if row["track"] == main], genders[face])
         score.frame_flips.append(sum(a["gender"] != b["gender"]
                                      for a, b in itertools.pairwise(rows)))
         age = ages.get(face, float("nan"))
@@ -343,6 +400,56 @@ def score_video(score: TrackingScore, frames: list[list[dict]], truth: list[list
     for face in {true.face for frame_truth in truth for true in frame_truth if true.visible}:
         if face not in seen:
             score.tracks += 1  # never detected: its track's answer is missing, so wrong
+
+
+def _miss_cause(true: TrueFace) -> str:
+    """Why a seen face may have been missed, for the benchmark's breakdown."""
+    side = float(np.sqrt(true.placed.area))
+    if side < SMALL_FACE:
+        return f"side under {SMALL_FACE} px"
+    return "partly hidden (60-90 % seen)" if true.share < 0.9 else "in full view"
+
+
+SMALL_FACE = 48
+"""Faces whose square is smaller than this (pixels a side) are counted apart among misses."""
+
+
+def _count_wrong(score: TrackingScore, tracks: list[int], main: int, others: set[int]) -> None:
+    """Where a face's frames off its main track went: before the main track began (start-up),
+    to another face's main track (a swap), or to a number of its own that was never linked
+    back (a broken track)."""
+    started = tracks.index(main)
+    for index, track in enumerate(tracks):
+        if track == main:
+            continue
+        cause = ("before its main track began" if index < started
+                 else "on another face's main track" if track in others
+                 else "on a broken-off track")
+        score.wrong[cause] += 1
+
+
+SWITCH_MARGINS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75)
+"""The hysteresis margins (`combine.steady_gender`) the benchmark compares."""
+
+
+def _score_margins(score: TrackingScore, rows: list[dict], gender: str) -> None:
+    """Replay a face's main track's frames through the combining rule and each margin: how
+    often the shown gender changes, how many frames show the right one, the final one."""
+    from agegender.tracking.combine import gender_logit, prob_female_of, steady_gender
+
+    logits = np.cumsum([gender_logit(prob_female_of(row["gender"], row["gender_prob"]))
+                        for row in rows])
+    prob_female = 1.0 / (1.0 + np.exp(-logits / np.arange(1, len(rows) + 1)))
+    for margin in SWITCH_MARGINS:
+        shown, changes, right = None, 0, 0
+        for prob in prob_female:
+            now = steady_gender(shown, float(prob), margin)
+            changes += shown is not None and now != shown
+            right += now == gender
+            shown = now
+        score.margin_changes[margin].append(changes)
+        score.margin_right[margin].append(right / max(1, len(rows)))
+        score.margin_final[margin].append(shown == gender)
 
 
 RULES = {

@@ -4,24 +4,31 @@ one summary row per track at the end."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from agegender.inference.predictor import ImageResult
-from agegender.tracking.combine import PersonAnswer, PersonEvidence, prob_female_of
+from agegender.tracking.combine import (
+    PersonAnswer,
+    PersonEvidence,
+    prob_female_of,
+    steady_gender,
+)
 from agegender.tracking.tracker import FaceTracker, TrackerConfig
 
 TRACK_COLUMNS = ["track", "track_age", "track_age_low", "track_age_high", "track_gender",
                  "track_gender_prob", "track_views"]
 """Columns a tracked row adds to `RESULT_COLUMNS`: the track's number, and its combined answer
-over the faces it has had so far, this frame's included (`track_views` of them)."""
+over the faces it has had so far, this frame's included (`track_views` of them). The gender is
+the one the track shows (`combine.steady_gender`), with the combined probability of it."""
 
 SUMMARY_COLUMNS = ["file", "track", "first_frame", "last_frame", "first_time", "last_time",
                    "frames", "age", "age_low", "age_high", "gender", "gender_prob",
                    "face_size", "gender_changes"]
-"""One row per track: where it was seen, its final answer, the median face side in pixels
-(√(w·h)), and how often the gender it showed changed along the way."""
+"""One row per track: where it was seen, its final combined answer (the gender without
+hysteresis: all the evidence is in), the median face side in pixels (√(w·h)), and how often
+the gender it showed changed along the way."""
 
 
 @dataclass
@@ -41,14 +48,17 @@ class Track:
 
     def add(self, frame: int, time: float | None, row: dict, log_probs: np.ndarray
             ) -> PersonAnswer:
+        """Add a face; the answer so far, with the gender the track shows."""
         self.evidence.add(log_probs, prob_female_of(row["gender"], row["gender_prob"]))
         self.last_frame, self.last_time = frame, time
         self.sizes[round(float(np.sqrt(row["w"] * row["h"])))] += 1
         answer = self.evidence.answer()
-        if self.shown_gender is not None and answer.gender != self.shown_gender:
+        prob_female = prob_female_of(answer.gender, answer.gender_prob)
+        shown = steady_gender(self.shown_gender, prob_female)
+        if self.shown_gender is not None and shown != self.shown_gender:
             self.gender_changes += 1
-        self.shown_gender = answer.gender
-        return answer
+        self.shown_gender = shown
+        return replace(answer, gender=shown, gender_prob=prob_female_of(shown, prob_female))
 
     def summary(self, file: str) -> dict:
         answer = self.evidence.answer()
