@@ -11,6 +11,7 @@ from pathlib import Path
 from agegender.cli import compare, explain, ray_engine, serve
 from agegender.cli.messages import FailureLog, log_level, plural, verbosity_parser
 from agegender.limits import flag_type
+from agegender.precision import PRECISION_HELP, PRECISIONS
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
@@ -166,6 +167,8 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
     predict.add_argument("--model", type=Path,
                          help="checkpoint (.pt) or exported model (.onnx, needs no torch) "
                               "(default: the bundled model)")
+    predict.add_argument("--precision", choices=PRECISIONS, default=None,
+                         help=PRECISION_HELP)
     predict.add_argument("--output", type=Path,
                          help="a .csv, .json or .jsonl (.ndjson) file (default: CSV to "
                               "standard output); JSON nests each face's box and landmarks, "
@@ -305,7 +308,8 @@ def _predict(args: argparse.Namespace) -> int:
         log.info("resuming: %s already in %s, %d to go", plural(len(done), "file"),
                  args.output, len(inputs))
     predictor = Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned,
-                          whole_image=args.whole_image, faces=faces_filter or FaceFilter())
+                          whole_image=args.whole_image, faces=faces_filter or FaceFilter(),
+                          precision=args.precision)
     annotator = Annotator(args.annotate, inputs) if args.annotate is not None else None
     tally = _Tally(FailureLog(str(args.output) if args.output else None))
     with writer:
