@@ -113,3 +113,15 @@ def test_the_precision_is_a_checked_setting(tmp_path):
     done = subprocess.run([sys.executable, "-m", "agegender", "predict", str(EXAMPLE),
                            "--precision", "int4"], capture_output=True, text=True)
     assert done.returncode == 2 and "--precision" in done.stderr
+
+
+def test_predicting_one_photo_imports_neither_torch_nor_the_networks_code():
+    script = ("import runpy, sys\n"
+              f"sys.argv = ['agegender', 'predict', {str(EXAMPLE)!r}]\n"
+              "try:\n    runpy.run_module('agegender', run_name='__main__')\n"
+              "except SystemExit:\n    pass\n"
+              "print('loaded:', sorted(name for name in sys.modules if name == 'torch'"
+              " or name.startswith('agegender.models.backbones')))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout and "astronaut_face.jpg" in done.stdout

@@ -15,6 +15,13 @@ from PIL import Image
 
 from agegender.options import option
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_LITE_MEAN = (127 / 255,) * 3
+TF_LITE_STD = (128 / 255,) * 3
+"""The input statistics of the pretrained backbones (torchvision's ImageNet models; the
+TensorFlow Lite EfficientNets), here so that presets and the command line need no torch."""
+
 Stat = float | tuple[float, ...]
 """One value for all channels, or one per channel (RGB order), for pixels scaled to [0, 1]."""
 

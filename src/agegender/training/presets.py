@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD
 from agegender.models.config import ModelConfig
-from agegender.preprocessing import Preprocessing
+from agegender.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TF_LITE_MEAN,
+    TF_LITE_STD,
+    Preprocessing,
+)
 from agegender.training.config import BUNDLED_INIT, TrainConfig
 
 PRESETS: dict[str, TrainConfig] = {
