@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from agegender.data import assign_splits, find_split_file, open_source
 from agegender.evaluation.scenes import PlacedFace, make_scene
@@ -96,3 +97,17 @@ def random_scene(rng: np.random.Generator, crops: list[np.ndarray]
     chosen = [int(i) for i in rng.choice(len(crops), size=int(rng.integers(2, 7)),
                                          replace=False)]
     return make_scene(rng, crops, chosen)
+
+
+LARGE_SIDES = ((4000, 3000), (4000, 4000))
+"""12 MP and 16 MP, as a phone takes them."""
+
+
+def large_photo(crop: np.ndarray, index: int) -> Image.Image:
+    """A 12 or 16 MP photo (by `index`, alternating) of one crop upscaled (bicubic) to its
+    height, on grey: a face as large as a portrait taken with a phone."""
+    width, height = LARGE_SIDES[index % len(LARGE_SIDES)]
+    photo = Image.new("RGB", (width, height), (128, 128, 128))
+    photo.paste(Image.fromarray(crop).resize((height, height), Image.Resampling.BICUBIC),
+                ((width - height) // 2, 0))
+    return photo

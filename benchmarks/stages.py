@@ -49,11 +49,10 @@ from agegender.inference.output import ResultWriter
 from agegender.inference.predictor import RESULT_COLUMNS, Predictor, bundled_model_path, face_rows
 from agegender.precision import PRECISIONS, model_file
 from agegender.preprocessing import normalize
-from benchmarks.common import argument_parser, read_split_crops, write_json
+from benchmarks.common import argument_parser, large_photo, read_split_crops, write_json
 from benchmarks.serve_load import make_photos
 
 STAGES = ("decode", "detection", "refinement", "alignment", "model", "writing")
-LARGE_SIDES = ((4000, 3000), (4000, 4000))
 VIDEO_FRAME = (640, 360)
 
 
@@ -87,13 +86,8 @@ def write_kinds(crops: list[np.ndarray], count: int, folder: Path) -> dict[str, 
         path.write_bytes(data)
         kinds["photos 640×480"].append(path)
     for index, crop in enumerate(crops[2 * count:3 * count]):
-        width, height = LARGE_SIDES[index % len(LARGE_SIDES)]
-        side = min(width, height)
-        photo = Image.new("RGB", (width, height), (128, 128, 128))
-        photo.paste(Image.fromarray(crop).resize((side, side), Image.Resampling.BICUBIC),
-                    ((width - side) // 2, 0))
         path = folder / f"large_{index:03d}.jpg"
-        photo.save(path, quality=90)
+        large_photo(crop, index).save(path, quality=90)
         kinds["photos 12–16 MP"].append(path)
     frame = np.asarray(Image.open(kinds["photos 640×480"][0]).convert("RGB").resize(VIDEO_FRAME))
     kinds["video frames 640×360"] = [np.roll(frame, 4 * index, axis=1) for index in range(count)]

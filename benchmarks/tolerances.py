@@ -24,16 +24,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from agegender.data.records import GENDER_NAMES
 from agegender.evaluation.scenes import evaluate_scenes
 from agegender.faces.detector import intersection_over_union
 from agegender.inference.predictor import FaceResult, Predictor
-from benchmarks.common import argument_parser, read_split_faces, write_json
-
-LARGE_SIDES = ((4000, 4000), (4000, 3000))
-"""16 MP and 12 MP, alternating."""
+from benchmarks.common import argument_parser, large_photo, read_split_faces, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,16 +59,11 @@ def dataset_figures(predictor: Predictor, images: list[np.ndarray], labels: dict
 
 
 def write_large_photos(crops: list[np.ndarray], count: int, folder: Path) -> list[Path]:
-    """`count` crops upscaled (bicubic) to 12 or 16 MP, as JPEG at quality 90."""
+    """`count` crops as 12 and 16 MP photos (`large_photo`), JPEG at quality 90."""
     paths = []
     for index, crop in enumerate(crops[:count]):
-        width, height = LARGE_SIDES[index % len(LARGE_SIDES)]
-        side = min(width, height)
-        photo = Image.new("RGB", (width, height), (128, 128, 128))
-        photo.paste(Image.fromarray(crop).resize((side, side), Image.Resampling.BICUBIC),
-                    ((width - side) // 2, 0))
         paths.append(folder / f"large_{index:03d}.jpg")
-        photo.save(paths[-1], quality=90)
+        large_photo(crop, index).save(paths[-1], quality=90)
     return paths
 
 

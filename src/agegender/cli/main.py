@@ -11,6 +11,7 @@ from pathlib import Path
 from agegender.cli import compare, explain, ray_engine, serve
 from agegender.cli.messages import FailureLog, log_level, plural, verbosity_parser
 from agegender.limits import flag_type
+from agegender.onnx_session import available_cores
 from agegender.precision import PRECISION_HELP, PRECISIONS
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
@@ -175,9 +176,10 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
                               "CSV is flat")
     predict.add_argument("--batch-size", type=flag_type("batch_size"), default=32,
                          metavar="N", help="faces per model call (default: %(default)s)")
-    predict.add_argument("--workers", type=flag_type("workers"), default=2, metavar="N",
-                         help="threads that decode, detect and align ahead of the model "
-                              "(default: %(default)s)")
+    predict.add_argument("--workers", type=flag_type("workers"), default=available_cores(),
+                         metavar="N",
+                         help="threads that decode, detect and align ahead of the model, each "
+                              "detecting on one core (default: the cores, %(default)s here)")
     predict.add_argument("--annotate", type=Path, metavar="DIR",
                          help="also save each image with boxes and labels drawn, as JPEG under "
                               "DIR at its path below the folder (or file, or glob) given "
