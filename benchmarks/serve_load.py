@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import resource
 import shutil
@@ -45,29 +44,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
 
-from agegender.evaluation.scenes import background
-from benchmarks.common import argument_parser, read_split_faces, write_json
-
-FRAME = (640, 480)
-FACE_SIDES = (160, 260)
-
-
-def make_photos(crops: list[np.ndarray], seed: int) -> list[bytes]:
-    """One 640×480 JPEG per crop, the face pasted at a random place and size."""
-    rng = np.random.default_rng(seed)
-    photos = []
-    for crop in crops:
-        frame = background(rng, *FRAME).convert("RGB")
-        side = int(rng.integers(FACE_SIDES[0], FACE_SIDES[1] + 1))
-        face = Image.fromarray(crop).resize((side, side), Image.Resampling.LANCZOS)
-        frame.paste(face, (int(rng.integers(0, FRAME[0] - side)),
-                           int(rng.integers(0, FRAME[1] - side))))
-        buffer = io.BytesIO()
-        frame.save(buffer, format="JPEG", quality=90)
-        photos.append(buffer.getvalue())
-    return photos
+from benchmarks.common import argument_parser, make_photos, read_split_faces, write_json
 
 
 def start_server(port: int, extra: list[str]) -> subprocess.Popen:

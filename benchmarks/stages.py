@@ -49,8 +49,13 @@ from agegender.inference.output import ResultWriter
 from agegender.inference.predictor import RESULT_COLUMNS, Predictor, bundled_model_path, face_rows
 from agegender.precision import PRECISIONS, model_file
 from agegender.preprocessing import normalize
-from benchmarks.common import argument_parser, large_photo, read_split_crops, write_json
-from benchmarks.serve_load import make_photos
+from benchmarks.common import (
+    argument_parser,
+    large_photo,
+    make_photos,
+    read_split_crops,
+    write_json,
+)
 
 STAGES = ("decode", "detection", "refinement", "alignment", "model", "writing")
 VIDEO_FRAME = (640, 360)
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     crops = read_split_crops(args.data)
     backend = load_backend(model_file(bundled_model_path(), args.precision),
                            threads=args.threads)
-    predictor = Predictor(backend, detector=FaceDetector(threads=1, precision=args.precision),
+    predictor = Predictor(backend, detector=FaceDetector(threads=1),
                           precision=args.precision)
     model_ms, model_floor = model_per_face(predictor)
     results: dict = {"precision": args.precision, "full_decoding": args.full_decoding,

@@ -1,8 +1,9 @@
-"""Which numeric precision the networks run at: the float files, or their INT8 copies.
+"""Which numeric precision the age/gender model runs at: the float file, or its INT8 copy.
 
-`tools/quantize.py` writes an INT8 copy (static QDQ quantisation, calibrated on training faces)
-beside each float ONNX file as `<name>.int8.onnx`; the bundled model and the detector ship
-with theirs. The figures of both precisions are in the model card.
+`tools/quantize.py` writes the INT8 copy (static QDQ quantisation, calibrated on training
+faces) beside the float ONNX file as `<name>.int8.onnx`; the bundled model ships with its
+copy. The face detector always runs in float: its INT8 copy lost faces (the model card says
+how many). The figures of both precisions are in the model card.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ DEFAULT_PRECISION = "fp32"
 
 INT8_SUFFIX = ".int8.onnx"
 
-PRECISION_HELP = ("the networks' precision: int8 runs the INT8 copies of the model and the "
-                  "detector (faster; figures in the model card), fp32 the float files "
-                  f"(default: {DEFAULT_PRECISION}; fp32 for a model without an INT8 copy)")
+PRECISION_HELP = ("the age/gender model's precision: int8 runs its INT8 copy (faster; "
+                  "figures in the model card), fp32 the float file (default: "
+                  f"{DEFAULT_PRECISION}; fp32 for a model without an INT8 copy)")
 
 
 def check_precision(precision: str) -> str:

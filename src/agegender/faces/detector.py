@@ -11,14 +11,12 @@ import math
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from agegender.faces.align import CANONICAL_TEMPLATE, align_face, similarity_transform
 from agegender.onnx_session import cpu_session
-from agegender.precision import model_file
 
 ANCHOR_STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -142,31 +140,19 @@ def vote(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, kept: int
     return weights @ boxes[near], np.tensordot(weights, landmarks[near], axes=1)
 
 
-DETECTOR_FILE = "retinaface_mnet025.onnx"
-
-
-def detector_path(precision: str = "fp32") -> Path:
-    """The detector's ONNX file at `precision` inside the installed package."""
-    return model_file(Path(str(resources.files("agegender.assets").joinpath(DETECTOR_FILE))),
-                      precision)
-
-
 @cache
-def _detector_bytes(precision: str) -> bytes:
-    return detector_path(precision).read_bytes()
+def _detector_bytes() -> bytes:
+    return resources.files("agegender.assets").joinpath("retinaface_mnet025.onnx").read_bytes()
 
 
 class FaceDetector:
     """RetinaFace on onnxruntime; `detect` is thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, config: DetectorConfig | None = None, threads: int = 0,
-                 precision: str = "fp32") -> None:
-        """`precision`: the float network or its INT8 copy (`agegender.precision`)."""
+    def __init__(self, config: DetectorConfig | None = None, threads: int = 0) -> None:
         self.config = config or DetectorConfig()
         self.threads = threads
-        self.precision = precision
         # Threads that spin after a run steal the cores the age/gender model runs on next.
-        self._session = cpu_session(_detector_bytes(precision), threads, spinning=False)
+        self._session = cpu_session(_detector_bytes(), threads, spinning=False)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an H×W×3 RGB uint8 image, largest first.

@@ -186,9 +186,9 @@ class Predictor:
         them contending for one shared pool (on 2 cores, 600 mixed images took 39.9 s instead
         of 44.2 s).
 
-        `precision`: "fp32" runs the float networks, "int8" their INT8 copies (the model's
-        `<name>.int8.onnx` must lie beside it; see `agegender.precision`); None is
-        `DEFAULT_PRECISION`, falling back to fp32 for a model without an INT8 copy.
+        `precision`: "fp32" runs the float model, "int8" its INT8 copy (`<name>.int8.onnx`
+        beside it; see `agegender.precision`); None is `DEFAULT_PRECISION`, falling back to
+        fp32 for a model without an INT8 copy. The detector runs in float either way.
         `reduced_decoding`: image files are decoded at the scale detection needs (large JPEGs
         at 1/2, 1/4 or 1/8 scale), and each face is cropped from those pixels when they are
         enough for its crop, else from the full image."""
@@ -208,12 +208,10 @@ class Predictor:
         self.aligned = aligned
         self.whole_image = whole_image or not self.preprocessing.align
         self.faces = faces or FaceFilter()
-        self.detector = detector or (FaceDetector(threads=detector_threads or 0,
-                                                  precision=self.precision)
+        self.detector = detector or (FaceDetector(threads=detector_threads or 0)
                                      if self.preprocessing.align and not aligned else None)
         automatic = detector is None and detector_threads is None and self.detector is not None
-        self._worker_detector = (_Lazy(lambda: FaceDetector(self.detector.config, threads=1,
-                                                            precision=self.precision))
+        self._worker_detector = (_Lazy(lambda: FaceDetector(self.detector.config, threads=1))
                                  if automatic else None)
 
     def find_faces(self, image: np.ndarray, detector: FaceDetector | None = None
