@@ -120,7 +120,7 @@ def _decode(data: bytes | Path | str, source: str | None, min_side: int | None
                          if min_side is not None and image.format == "JPEG" else 1)
                 image.load()
                 stored = image.size
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)  # no copy when already upright
                 if image.size != stored:  # turned a quarter by its EXIF orientation
                     full_size = full_size[::-1]
                 return _to_rgb(image), float(scale), full_size
@@ -260,4 +260,6 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if image.mode != "RGB":  # converting to its own mode would copy the image
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
