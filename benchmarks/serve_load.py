@@ -21,14 +21,17 @@ inflates far less than wall time.
 Run it from the repo root, as a module of the `benchmarks` package:
 
     python -m benchmarks.serve_load [--data ../shared/data/utkface/UTKFace.tar.gz] \
-        [--photos 200] [--clients 8] [--seconds 30] [--rounds 2] [--json FILE]
+        [--photos 200] [--clients 8] [--seconds 30] [--rounds 2] [--server-arg=ARG ...] \
+        [--baseline-arg=ARG ...] [--json FILE]
+
+`--baseline-arg` adds a second server with other arguments (such as `--precision fp32`), run
+right after the first in each round, so the two are compared on the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import resource
 import shutil
@@ -41,29 +44,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
 
-from agegender.evaluation.scenes import background
-from benchmarks.common import argument_parser, read_split_faces, write_json
-
-FRAME = (640, 480)
-FACE_SIDES = (160, 260)
-
-
-def make_photos(crops: list[np.ndarray], seed: int) -> list[bytes]:
-    """One 640×480 JPEG per crop, the face pasted at a random place and size."""
-    rng = np.random.default_rng(seed)
-    photos = []
-    for crop in crops:
-        frame = background(rng, *FRAME).convert("RGB")
-        side = int(rng.integers(FACE_SIDES[0], FACE_SIDES[1] + 1))
-        face = Image.fromarray(crop).resize((side, side), Image.Resampling.LANCZOS)
-        frame.paste(face, (int(rng.integers(0, FRAME[0] - side)),
-                           int(rng.integers(0, FRAME[1] - side))))
-        buffer = io.BytesIO()
-        frame.save(buffer, format="JPEG", quality=90)
-        photos.append(buffer.getvalue())
-    return photos
+from benchmarks.common import argument_parser, make_photos, read_split_faces, write_json
 
 
 def start_server(port: int, extra: list[str]) -> subprocess.Popen:
@@ -200,14 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="passed to `agegender serve` (repeat: --server-arg=--workers "
                              "--server-arg=3)")
+    parser.add_argument("--baseline-arg", action="append", default=None, metavar="ARG",
+                        help="also run a baseline server with these arguments instead of "
+                             "--server-arg (e.g. --baseline-arg=--precision "
+                             "--baseline-arg=fp32), alternating with the other in each round")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI's rate")
     parser.add_argument("--json", type=Path)
     return parser
 
 
-def serve_round(photos: list[bytes], args: argparse.Namespace) -> dict:
+def serve_round(photos: list[bytes], args: argparse.Namespace, server_args: list[str]) -> dict:
     port = _free_port()
-    server = start_server(port, args.server_arg)
+    server = start_server(port, server_args)
     try:
         return asyncio.run(load(port, server.pid, photos, args.clients, args.seconds,
                                 args.warmup))
@@ -234,14 +220,17 @@ def main(argv: list[str] | None = None) -> None:
     photos = make_photos(crops, args.seed)
     rounds = []
     for number in range(args.rounds):  # alternating, so a busy machine slows both alike
-        rounds.append({"server": serve_round(photos, args)})
-        served = rounds[-1]["server"]
-        print(f"round {number + 1}: server {served['requests_per_s']:.1f} requests/s with "
-              f"{args.clients} clients for {served['seconds']:.0f} s; p50 "
-              f"{served['p50_ms']:.0f} ms, p95 {served['p95_ms']:.0f} ms, p99 "
-              f"{served['p99_ms']:.0f} ms; {served['errors']} errors; "
-              f"{served['cpu_ms_per_request']:.1f} CPU-ms per request; "
-              f"{served['mean_faces_per_model_call'] or 0:.1f} faces per model call")
+        rounds.append({"server": serve_round(photos, args, args.server_arg)})
+        if args.baseline_arg is not None:
+            rounds[-1]["baseline"] = serve_round(photos, args, args.baseline_arg)
+        for name in ("server", "baseline")[:len(rounds[-1])]:
+            served = rounds[-1][name]
+            print(f"round {number + 1}: {name} {served['requests_per_s']:.1f} requests/s with "
+                  f"{args.clients} clients for {served['seconds']:.0f} s; p50 "
+                  f"{served['p50_ms']:.0f} ms, p95 {served['p95_ms']:.0f} ms, p99 "
+                  f"{served['p99_ms']:.0f} ms; {served['errors']} errors; "
+                  f"{served['cpu_ms_per_request']:.1f} CPU-ms per request; "
+                  f"{served['mean_faces_per_model_call'] or 0:.1f} faces per model call")
         if not args.no_cli:
             rounds[-1]["cli"] = cli = cli_round(photos)
             print(f"round {number + 1}: CLI {cli['images_per_s']:.1f} images/s on the same "
@@ -250,6 +239,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"{cli['cpu_ms_per_image']:.1f} CPU-ms per image")
     results = {"rounds": rounds,
                "server": max((r["server"] for r in rounds), key=lambda r: r["requests_per_s"])}
+    if args.baseline_arg is not None:
+        results["baseline"] = max((r["baseline"] for r in rounds),
+                                  key=lambda r: r["requests_per_s"])
+        results["server_to_baseline"] = (results["server"]["requests_per_s"]
+                                         / results["baseline"]["requests_per_s"])
+        print(f"best of {args.rounds}: server/baseline = {results['server_to_baseline']:.2f} "
+              "by rate")
     if not args.no_cli:
         results["cli"] = max((r["cli"] for r in rounds), key=lambda r: r["images_per_s"])
         results["server_to_cli"] = (results["server"]["requests_per_s"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,49 @@ def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndar
     `CorruptImageError` (an image format that cannot be decoded), `ImageTooLargeError` or
     `ImageReadError` (empty, unreadable), each naming the input.
     """
+    return _decode(data, source, None)[0]
+
+
+@dataclass
+class ReducedImage:
+    """An image decoded at a reduced scale, and the way to its full-resolution pixels.
+
+    `pixels` is RGB uint8 (EXIF orientation applied); one of its pixels spans `scale`
+    full-resolution pixels each way (1.0: not reduced). `full()` decodes the whole image once,
+    on first use, for the faces too small in `pixels` for their crop.
+    """
+
+    pixels: np.ndarray
+    scale: float
+    full_size: tuple[int, int]
+    _data: bytes | Path | str
+    _source: str | None
+    _full: np.ndarray | None = None
+
+    def full(self) -> np.ndarray:
+        if self._full is None:
+            self._full = (self.pixels if self.scale == 1.0
+                          else _decode(self._data, self._source, None)[0])
+        return self._full
+
+
+def decode_reduced(data: bytes | Path | str, min_side: int, source: str | None = None
+                   ) -> ReducedImage:
+    """Decode an image with its longest side reduced towards `min_side`, never below it.
+
+    JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale directly (Pillow's `Image.draft`), for
+    a fraction of a full decode. PNG, WebP and the other formats have no reduced decode in
+    Pillow (libpng has none; libwebp's scaled decoding is not exposed), so they are decoded
+    whole (`scale` 1.0). Errors as `decode_image`.
+    """
+    pixels, scale, full_size = _decode(data, source, min_side)
+    return ReducedImage(pixels, scale, full_size, data, source)
+
+
+def _decode(data: bytes | Path | str, source: str | None, min_side: int | None
+            ) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """The RGB pixels, decoded at a JPEG draft scale keeping the longest side at least
+    `min_side` (None: full size); the reduction factor; the full (width, height), oriented."""
     name = source or str(data if not isinstance(data, bytes) else "<bytes>")
     try:
         if isinstance(data, bytes):
@@ -71,9 +115,15 @@ def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndar
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageTooLargeError(name, too_large(image.width * image.height,
                                                              image.size))
+                full_size = image.size
+                scale = (_draft(image, min_side)
+                         if min_side is not None and image.format == "JPEG" else 1)
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
+                stored = image.size
+                ImageOps.exif_transpose(image, in_place=True)  # no copy when already upright
+                if image.size != stored:  # turned a quarter by its EXIF orientation
+                    full_size = full_size[::-1]
+                return _to_rgb(image), float(scale), full_size
     except ImageReadError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
@@ -87,6 +137,19 @@ def decode_image(data: bytes | Path | str, source: str | None = None) -> np.ndar
                                               "it cannot be decoded") from error
             raise NotAnImageError(name, "not an image file") from error
         raise CorruptImageError(name, reason) from error
+
+
+def _draft(image: Image.Image, min_side: int) -> int:
+    """Have libjpeg decode `image` at the smallest of its scales (1/2, 1/4, 1/8) whose longest
+    side is still at least `min_side`; the reduction chosen (1: none). A reduced pixel covers
+    that many full-resolution pixels each way (the last row and column may be partial)."""
+    longest = max(image.size)
+    reduction = 1
+    while reduction < 8 and longest // (reduction * 2) >= min_side:
+        reduction *= 2
+    if reduction > 1:
+        image.draft(image.mode, (-(-image.width // reduction), -(-image.height // reduction)))
+    return round(longest / max(image.size))  # what libjpeg agreed to
 
 
 def _file_prefix(path: Path, name: str) -> bytes:
@@ -197,4 +260,6 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if image.mode != "RGB":  # converting to its own mode would copy the image
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)

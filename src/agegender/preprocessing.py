@@ -15,6 +15,20 @@ from PIL import Image
 
 from agegender.options import option
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_LITE_MEAN = (127 / 255,) * 3
+TF_LITE_STD = (128 / 255,) * 3
+SFACE_MEAN = (127.5 / 255,) * 3
+"""SFace's own normalisation, (x − 127.5) / 128 on 0–255 pixels, as the graph's Sub and Mul do."""
+SFACE_STD = (128 / 255,) * 3
+DLIB_MEAN = (122.782 / 255, 117.001 / 255, 104.298 / 255)
+"""dlib's input layer: (RGB byte − [122.782, 117.001, 104.298]) / 256 (the package's manifest)."""
+DLIB_STD = (256 / 255,) * 3
+"""The input statistics of the pretrained backbones (torchvision's ImageNet models; the
+TensorFlow Lite EfficientNets; the face-trained SFace and Cydral/dlib networks), here so that
+presets and the command line need no torch."""
+
 Stat = float | tuple[float, ...]
 """One value for all channels, or one per channel (RGB order), for pixels scaled to [0, 1]."""
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from agegender.cli import compare, explain, people, ray_engine, serve, tracked
 from agegender.cli.messages import FailureLog, Tally, log_level, plural, verbosity_parser
 from agegender.limits import flag_type
+from agegender.onnx_session import available_cores
+from agegender.precision import PRECISION_HELP, PRECISIONS
 from agegender.training.config import TrainConfig
 from agegender.training.flags import add_config_flags, apply_overrides, given_overrides
 
@@ -171,15 +173,18 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
     predict.add_argument("--model", type=Path,
                          help="checkpoint (.pt) or exported model (.onnx, needs no torch) "
                               "(default: the bundled model)")
+    predict.add_argument("--precision", choices=PRECISIONS, default=None,
+                         help=PRECISION_HELP)
     predict.add_argument("--output", type=Path,
                          help="a .csv, .json or .jsonl (.ndjson) file (default: CSV to "
                               "standard output); JSON nests each face's box and landmarks, "
                               "CSV is flat")
     predict.add_argument("--batch-size", type=flag_type("batch_size"), default=32,
                          metavar="N", help="faces per model call (default: %(default)s)")
-    predict.add_argument("--workers", type=flag_type("workers"), default=2, metavar="N",
-                         help="threads that decode, detect and align ahead of the model "
-                              "(default: %(default)s)")
+    predict.add_argument("--workers", type=flag_type("workers"), default=available_cores(),
+                         metavar="N",
+                         help="threads that decode, detect and align ahead of the model, each "
+                              "detecting on one core (default: the cores, %(default)s here)")
     predict.add_argument("--annotate", type=Path, metavar="DIR|VIDEO",
                          help="also save each image with boxes and labels drawn, as JPEG under "
                               "DIR at its path below the folder (or file, or glob) given; for "
@@ -306,7 +311,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     def predictor() -> Predictor:
         return Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned,
-                         whole_image=args.whole_image, faces=faces_filter or FaceFilter())
+                         whole_image=args.whole_image, faces=faces_filter or FaceFilter(),
+                         precision=args.precision)
 
     if people.wanted(args) or tracked.wants_tracking(args, inputs, live):
         return _predict_people_or_tracks(args, predictor, inputs, missing, live)
@@ -328,8 +334,7 @@ def _predict(args: argparse.Namespace) -> int:
         paths = [item.path for item in inputs]
         progress = tqdm(paths, unit="file", disable=len(paths) < 20 or _quiet())
         results = model.predict_paths(progress, workers=args.workers,
-                                          keep_images=annotator is not None,
-                                          every=args.every)
+                                      keep_images=annotator is not None, every=args.every)
         for result in results:
             for row in result.rows:
                 writer.write(row.to_dict())

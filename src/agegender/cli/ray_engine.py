@@ -32,9 +32,10 @@ def add_arguments(predict: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, faces: object | None = None) -> int:
     """Predict `args.paths` on Ray and write the rows as the plain engine does; `faces`: the
     `FaceFilter` of --max-faces, --min-face, --min-score (None: all faces)."""
-    from agegender.inference.predictor import FaceResult
+    from agegender.inference.predictor import FaceResult, bundled_model_path
     from agegender.inference.ray_batch import RayOptions, list_inputs, predict_on_ray, require_ray
     from agegender.inference.video import is_video
+    from agegender.precision import model_file, resolve_precision
 
     require_ray()
     refused = [flag for flag, given in (("--resume", args.resume), ("--annotate", args.annotate),
@@ -57,7 +58,9 @@ def run(args: argparse.Namespace, faces: object | None = None) -> int:
     with _writer(args) as writer:
         for argument, reason in missing:
             _write(writer, FaceResult(file=argument, error=reason).to_dict(), counts, failures)
-        rows = predict_on_ray(files, str(args.model) if args.model else None, args.batch_size,
+        model = args.model or bundled_model_path()
+        model = model_file(model, resolve_precision(model, args.precision))
+        rows = predict_on_ray(files, str(model), args.batch_size,
                               options, aligned=args.aligned, whole_image=args.whole_image,
                               faces=faces)
         for row in rows:

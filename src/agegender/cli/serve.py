@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 from agegender.limits import flag_type
+from agegender.precision import PRECISION_HELP, PRECISIONS
 
 log = logging.getLogger("agegender")
 
@@ -30,6 +31,8 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
                             "%(default)s)")
     serve.add_argument("--model", type=Path,
                        help="checkpoint (.pt) or .onnx (default: the bundled model)")
+    serve.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help=PRECISION_HELP)
     serve.add_argument("--max-batch", type=flag_type("max_batch"), default=defaults.max_batch,
                        metavar="N",
                        help="faces per model call, shared by concurrent requests, at least 1 "
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     settings = ServeSettings(
         model=args.model, workers=args.workers, max_batch=args.max_batch,
         max_queue=args.max_queue, max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
-        request_timeout_s=args.timeout, cors_origins=tuple(args.cors_origin))
+        request_timeout_s=args.timeout, cors_origins=tuple(args.cors_origin),
+        precision=args.precision)
     listening = listening_socket(args.host, args.port)  # a port in use stops here, at once
     try:
         service = InferenceService(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections import deque
@@ -16,9 +17,10 @@ import numpy as np
 from PIL import Image
 
 from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
+from agegender.faces.align import crop_transform
 from agegender.faces.canonical import aligned_crop, canonical_crop, crop_of_face_image
 from agegender.faces.detector import Detection, FaceDetector
-from agegender.imageio import ImageReadError, as_rgb, decode_image
+from agegender.imageio import ImageReadError, ReducedImage, as_rgb, decode_image, decode_reduced
 from agegender.inference.backends import (
     FacePredictions,
     ModelBackend,
@@ -29,6 +31,7 @@ from agegender.inference.backends import (
 from agegender.inference.inputs import expand_inputs
 from agegender.inference.video import VideoReadError, is_video, iter_frames
 from agegender.limits import check
+from agegender.precision import model_file, resolve_precision
 
 T = TypeVar("T")
 
@@ -187,21 +190,31 @@ class Predictor:
     def __init__(self, model: Path | str | ModelBackend | None = None, batch_size: int = 32,
                  detector: FaceDetector | None = None, detector_threads: int | None = None,
                  aligned: bool = False, whole_image: bool = False,
-                 faces: FaceFilter | None = None):
+                 faces: FaceFilter | None = None, precision: str | None = None,
+                 reduced_decoding: bool = True):
         """`detector_threads`: onnxruntime threads of the default detector; None (automatic)
         uses all cores for one image at a time and one thread per worker in `predict_paths`
         with several workers, so that each worker detects on its own core instead of all of
         them contending for one shared pool (on 2 cores, 600 mixed images took 39.9 s instead
-        of 44.2 s)."""
+        of 44.2 s).
+
+        `precision`: "fp32" runs the float model, "int8" its INT8 copy (`<name>.int8.onnx`
+        beside it; see `agegender.precision`); None is `DEFAULT_PRECISION`, falling back to
+        fp32 for a model without an INT8 copy. The detector runs in float either way.
+        `reduced_decoding`: image files are decoded at the scale detection needs (large JPEGs
+        at 1/2, 1/4 or 1/8 scale), and each face is cropped from those pixels when they are
+        enough for its crop, else from the full image."""
         check("batch_size", batch_size)
         if aligned and whole_image:
             raise ValueError("aligned and whole_image both say how to take a face crop; give "
                              "one")
         if model is None:
             model = bundled_model_path()
+        self.precision = resolve_precision(model, precision)
         # The detector runs between model calls, so the model's threads should not spin.
-        self.backend = (load_backend(model, spinning=False) if isinstance(model, (str, Path))
-                        else model)
+        self.backend = (load_backend(model_file(model, self.precision), spinning=False)
+                        if isinstance(model, (str, Path)) else model)
+        self.reduced_decoding = reduced_decoding
         self.batch_size = batch_size
         self.preprocessing = self.backend.preprocessing
         self.aligned = aligned
@@ -232,6 +245,31 @@ class Predictor:
         faces = [_found(canonical_crop(image, self.preprocessing, detection), detection,
                         width, height) for detection in detector.detect(image)]
         return self.faces.apply(faces)
+
+    def find_faces_reduced(self, image: ReducedImage, detector: FaceDetector | None = None
+                           ) -> list[FoundFace]:
+        """`find_faces` of an image decoded at a reduced scale: detection on the reduced
+        pixels, boxes and points in full-resolution pixels, each crop from the reduced pixels
+        where a crop pixel spans at least one of them, else from the full image."""
+        detector = detector or self.detector
+        if image.scale == 1.0 or detector is None or self.aligned or self.whole_image:
+            return self.find_faces(image.full(), detector)
+        width, height = image.full_size
+        reduced_of: dict[int, Detection] = {}
+        uncropped = []
+        for reduced in detector.detect(image.pixels):
+            full = _scaled(reduced, image.scale)
+            uncropped.append(_found(_NO_CROP, full, width, height))
+            reduced_of[id(uncropped[-1])] = reduced
+        faces = []
+        for face in self.faces.apply(uncropped):  # filtered before any full decode
+            reduced = reduced_of[id(face)]
+            enough = _crop_scale(reduced.landmarks, self.preprocessing.size) <= 1.0
+            crop = (canonical_crop(image.pixels, self.preprocessing, reduced) if enough
+                    else canonical_crop(image.full(), self.preprocessing,
+                                        _scaled(reduced, image.scale)))
+            faces.append(dataclasses.replace(face, crop=crop))
+        return faces
 
     def predict_crops(self, crops: np.ndarray) -> list[dict]:
         """Age, interval, gender and its probability for N canonical crops (uint8), at full
@@ -324,15 +362,30 @@ class Predictor:
         file = item.name or str(item.path)
         if item.error is not None:
             return _Analysed(file, item.error, None)
-        image = item.image
-        if image is None:
-            try:
-                image = (decode_image(sys.stdin.buffer.read(), source="standard input")
-                         if item.path == STDIN else decode_image(item.path, source=file))
-            except ImageReadError as error:
-                return _Analysed(file, error, None)
-        return _Analysed(file, self.find_faces(image, detector), image if keep_image else None,
-                         item.frame, item.time)
+        if item.image is not None:
+            return _Analysed(file, self.find_faces(item.image, detector),
+                             item.image if keep_image else None, item.frame, item.time)
+        data, source = ((sys.stdin.buffer.read(), "standard input") if item.path == STDIN
+                        else (item.path, file))
+        try:
+            faces, image, _ = self.faces_in_file(data, source, keep_image, detector)
+        except ImageReadError as error:
+            return _Analysed(file, error, None)
+        return _Analysed(file, faces, image)
+
+    def faces_in_file(self, data: bytes | Path, source: str, keep_image: bool = False,
+                      detector: FaceDetector | None = None
+                      ) -> tuple[list[FoundFace], np.ndarray | None, tuple[int, int]]:
+        """The faces in an image file's content (`find_faces`), the decoded image when
+        `keep_image` (else None) and its (width, height). Decoded at the scale detection needs
+        unless the image is kept or `reduced_decoding` is off. Raises `ImageReadError`."""
+        detector = detector or self.detector
+        if keep_image or not self.reduced_decoding or detector is None:
+            image = decode_image(data, source=source)
+            return (self.find_faces(image, detector), image if keep_image else None,
+                    (image.shape[1], image.shape[0]))
+        reduced = decode_reduced(data, detector.config.max_side, source=source)
+        return self.find_faces_reduced(reduced, detector), None, reduced.full_size
 
     def _analyse_input(self, image: ImageInput, file: str | None, bgr: bool) -> _Analysed:
         if isinstance(image, str | Path):
@@ -381,6 +434,22 @@ def _prediction_dicts(out: FacePredictions) -> list[dict]:
             "gender": GENDER_NAMES[int(female)],
             "gender_prob": float(prob_female if female else 1 - prob_female)})
     return results
+
+
+_NO_CROP = np.zeros((0, 0, 3), dtype=np.uint8)
+"""The crop of a face not cropped yet (while the filter decides which faces to crop)."""
+
+
+def _scaled(detection: Detection, scale: float) -> Detection:
+    """`detection` found in an image reduced by `scale`, in the full image's pixels."""
+    return Detection(tuple(value * scale for value in detection.box), detection.score,
+                     detection.landmarks * scale)
+
+
+def _crop_scale(landmarks: np.ndarray, size: int) -> float:
+    """Crop pixels per image pixel of the canonical crop of the face with these points: at
+    most 1, the image holds enough pixels for the crop."""
+    return float(np.hypot(*crop_transform(landmarks, size)[:, 0]))
 
 
 def _found(crop: np.ndarray, detection: Detection, width: int, height: int) -> FoundFace:

@@ -47,11 +47,10 @@ from agegender.models.face_backbones import (
     dlib_resnet_state_dict,
     sface_state_dict,
 )
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-TF_LITE_MEAN = (127 / 255,) * 3
-TF_LITE_STD = (128 / 255,) * 3
+from agegender.preprocessing import IMAGENET_MEAN as IMAGENET_MEAN  # re-exported
+from agegender.preprocessing import IMAGENET_STD as IMAGENET_STD
+from agegender.preprocessing import TF_LITE_MEAN as TF_LITE_MEAN
+from agegender.preprocessing import TF_LITE_STD as TF_LITE_STD
 
 
 class WeightsUnavailableError(RuntimeError):

@@ -32,12 +32,10 @@ from onnx import numpy_helper
 from torch import nn
 
 from agegender.models.backbone_base import ImageNetNet
+from agegender.preprocessing import DLIB_MEAN, DLIB_STD, SFACE_MEAN, SFACE_STD
 
 # --- SFace (OpenCV Zoo) -----------------------------------------------------------------------
 
-SFACE_MEAN = (127.5 / 255,) * 3
-"""SFace's own normalisation, (x − 127.5) / 128 on 0–255 pixels, as the graph's Sub and Mul do."""
-SFACE_STD = (128 / 255,) * 3
 
 # (output channels, stride) of the depthwise-separable pairs conv_2 … conv_14
 _SFACE_PAIRS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
@@ -143,9 +141,6 @@ def sface_state_dict(data: bytes) -> dict[str, torch.Tensor]:
 
 # --- Cydral / dlib age ResNet -----------------------------------------------------------------
 
-DLIB_MEAN = (122.782 / 255, 117.001 / 255, 104.298 / 255)
-"""dlib's input layer: (RGB byte − [122.782, 117.001, 104.298]) / 256 (the package's manifest)."""
-DLIB_STD = (256 / 255,) * 3
 DLIB_AGE_CLASSES = 81
 
 

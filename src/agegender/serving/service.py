@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from agegender.imageio import ImageReadError, decode_image
+from agegender.imageio import ImageReadError
 from agegender.inference.annotate import draw_faces
 from agegender.inference.backends import load_backend
 from agegender.inference.output import face_json
@@ -27,6 +27,7 @@ from agegender.inference.predictor import (
     bundled_model_path,
     face_rows,
 )
+from agegender.precision import model_file, resolve_precision
 from agegender.serving.batcher import MicroBatcher
 from agegender.serving.errors import ApiError, image_error
 from agegender.serving.metrics import ServerMetrics
@@ -45,7 +46,9 @@ class Answer:
 
 @dataclass
 class _Analysed:
-    image: np.ndarray
+    image: np.ndarray | None
+    """The decoded image when it is drawn on; None otherwise (decoded at a reduced scale)."""
+    size: tuple[int, int]
     faces: list[FoundFace]
     predictions: Future | None
 
@@ -92,9 +95,11 @@ class InferenceService:
         """The CLI's predictor, its onnxruntime threads sized for serving: the detector on one
         thread per worker (each worker detects on its own core), the model on
         `model_threads`."""
-        backend = load_backend(self.model_path, spinning=False,
+        precision = resolve_precision(self.model_path, self.settings.precision)
+        backend = load_backend(model_file(self.model_path, precision), spinning=False,
                                threads=self.settings.model_threads)
-        return Predictor(backend, batch_size=self.settings.max_batch, detector_threads=1)
+        return Predictor(backend, batch_size=self.settings.max_batch, detector_threads=1,
+                         precision=precision)
 
     def close(self) -> None:
         """Stop the pool first: a worker still analysing an image hands its faces to the
@@ -158,12 +163,13 @@ class InferenceService:
     async def _predict(self, data: bytes, annotate: bool, faces: FaceFilter | None) -> Answer:
         loop = asyncio.get_running_loop()
         self._count_detecting(+1)  # `_analyse` counts it off once its faces are found
-        analysed = await loop.run_in_executor(self._pool, self._analyse, data, faces)
+        analysed = await loop.run_in_executor(self._pool, self._analyse, data, faces,
+                                              annotate)
         predictions = (await asyncio.wrap_future(analysed.predictions)
                        if analysed.predictions is not None else [])
         rows = face_rows(analysed.faces, predictions, file="")
         self.metrics.faces.inc(len(rows))
-        height, width = analysed.image.shape[:2]
+        width, height = analysed.size
         body = {"width": width, "height": height,
                 "faces": [face_json(row.to_dict()) for row in rows]}
         if not annotate:
@@ -175,14 +181,13 @@ class InferenceService:
         with self._lock:
             self._detecting += change
 
-    def _analyse(self, data: bytes, keep: FaceFilter | None) -> _Analysed:
+    def _analyse(self, data: bytes, keep: FaceFilter | None, annotate: bool) -> _Analysed:
         """Decode (content sniffed, pixel cap) and find the faces `keep` keeps (default: the
         predictor's filter); their crops go to the batcher from this thread, so the model call
         can start before the loop sees them."""
         assert self.predictor is not None and self._batcher is not None
         try:
-            image = decode_image(data, source="upload")
-            faces = self.predictor.find_faces(image)
+            faces, image, size = self.predictor.faces_in_file(data, "upload", keep_image=annotate)
             if keep is not None:
                 faces = keep.apply(faces)
         except ImageReadError as error:
@@ -191,7 +196,7 @@ class InferenceService:
             self._count_detecting(-1)  # this request now waits on the model, not the detector
         predictions = (self._batcher.submit(np.stack([face.crop for face in faces]))
                        if faces else None)
-        return _Analysed(image, faces, predictions)
+        return _Analysed(image, size, faces, predictions)
 
 
 def _annotated_png(image: np.ndarray, rows: list[FaceResult]) -> bytes:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agegender.limits import check
 from agegender.onnx_session import available_cores
+from agegender.precision import check_precision
 
 CHECKED = ("workers", "model_threads", "max_batch", "batch_wait_ms", "max_queue",
            "retry_after_s", "max_upload_bytes", "max_batch_images", "request_timeout_s")
@@ -46,10 +47,14 @@ class ServeSettings:
     """A request not answered in this time gets 504."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (CORS); empty: CORS off."""
+    precision: str | None = None
+    """"int8" or "fp32" (`agegender.precision`); None: the default precision."""
 
     def __post_init__(self) -> None:
         for name in CHECKED:
             check(name, getattr(self, name))
+        if self.precision is not None:
+            check_precision(self.precision)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from agegender.models.backbones import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD
 from agegender.models.config import ModelConfig
-from agegender.models.face_backbones import DLIB_MEAN, DLIB_STD, SFACE_MEAN, SFACE_STD
-from agegender.preprocessing import Preprocessing
+from agegender.preprocessing import (
+    DLIB_MEAN,
+    DLIB_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SFACE_MEAN,
+    SFACE_STD,
+    TF_LITE_MEAN,
+    TF_LITE_STD,
+    Preprocessing,
+)
 from agegender.training.config import BUNDLED_INIT, TrainConfig
 
 PRESETS: dict[str, TrainConfig] = {
