@@ -271,7 +271,7 @@ def test_transfer_model_trains_with_the_dldl_loss_and_reloads_without_backbone_w
     def no_weights(*args, **kwargs):
         raise AssertionError("reloading a checkpoint must not read backbone weights")
 
-    monkeypatch.setattr(backbones._Weights, "load", no_weights)
+    monkeypatch.setattr(backbones.PackagedWeights, "load", no_weights)
     pretrained = dataclasses.replace(config, model=dataclasses.replace(config.model,
                                                                        pretrained=True))
     save_checkpoint(tmp_path / "pretrained.pt", trainer.model.net, pretrained.to_dict())
