@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from agegender.data.records import GENDER_NAMES
+from agegender.inference.cam import LinearHeads
 from agegender.onnx_session import available_cores, cpu_session
 from agegender.preprocessing import Preprocessing, normalize
 
@@ -114,6 +116,13 @@ class OnnxBackend:
         outputs = {output.name for output in self.session.get_outputs()}
         return ONNX_FEATURE_OUTPUT in outputs and META_HEADS in self.metadata
 
+    @cached_property
+    def linear_heads(self) -> LinearHeads:
+        """The head weights stored in the file, read once (every frame of a tracked video
+        needs them)."""
+        self.require_feature_map()
+        return LinearHeads.from_json(self.metadata[META_HEADS])
+
     def require_feature_map(self) -> None:
         """Raise, saying what to do, if the file cannot give class activation maps."""
         if not self.has_feature_map:
@@ -197,9 +206,7 @@ def predict_with_age_distribution(backend: ModelBackend, faces: np.ndarray,
     its centre and a spread that matches the 80 % interval (`interval_log_distribution`).
     """
     if isinstance(backend, OnnxBackend) and backend.has_feature_map:
-        from agegender.inference.cam import LinearHeads
-
-        heads = LinearHeads.from_json(backend.metadata[META_HEADS])
+        heads = backend.linear_heads
         batches, distributions, appearances = [], [], []
         for start in range(0, len(faces), batch_size):
             outputs, feature_map = backend.predict_with_feature_map(

@@ -21,14 +21,13 @@ from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
 from agegender.faces.align import crop_transform
 from agegender.inference.backends import (
     CHECKPOINT_SUFFIXES,
-    META_HEADS,
     FacePredictions,
     ModelBackend,
     OnnxBackend,
     TorchCheckpointBackend,
     load_backend,
 )
-from agegender.inference.cam import LinearHeads, age_cam, gender_cam
+from agegender.inference.cam import age_cam, gender_cam
 from agegender.inference.predictor import FoundFace
 from agegender.preprocessing import Preprocessing, normalize
 
@@ -69,7 +68,7 @@ class OnnxExplainer:
         backend.require_feature_map()
         self.backend = backend
         self.preprocessing = backend.preprocessing
-        self.heads = LinearHeads.from_json(backend.metadata[META_HEADS])
+        self.heads = backend.linear_heads
         self.methods = ("class activation map", "Grad-CAM (closed form)")
 
     def explain(self, crops: np.ndarray) -> tuple[FacePredictions, np.ndarray, np.ndarray]:

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from agegender.faces.align import CANONICAL_TEMPLATE, similarity_transform
-from agegender.inference.backends import META_HEADS, OnnxBackend
-from agegender.inference.cam import LinearHeads, age_distribution
+from agegender.inference.backends import OnnxBackend
+from agegender.inference.cam import age_distribution
 from agegender.models.age_distribution import NUM_AGE_BINS
 from agegender.models.backbones import packaged_weights
 from agegender.onnx_session import cpu_session
@@ -122,7 +122,7 @@ class ExportedModelTeacher:
         if not self.backend.preprocessing.align or self.backend.preprocessing.grayscale:
             raise ValueError(f"{path}: a teacher reads aligned RGB crops; this model reads "
                              f"{self.backend.preprocessing}")
-        self.heads = LinearHeads.from_json(self.backend.metadata[META_HEADS])
+        self.heads = self.backend.linear_heads
         if len(self.heads.age_bins) != NUM_AGE_BINS:
             raise ValueError(f"{path}: {len(self.heads.age_bins)} age bins, not {NUM_AGE_BINS}")
         self.name = Path(path).stem
