@@ -201,3 +201,26 @@ def test_a_random_script_shows_each_persons_photos_in_turn():
     assert sorted(by_face[0].photos) == [3, 4, 5]
     assert by_face[1].photos == () and by_face[2].photos == ()  # one photo: the face's own
     assert 25 <= by_face[0].photo_frames <= 60 and 5 <= by_face[0].fade <= 10
+
+
+def test_a_face_seen_again_with_an_earlier_look_takes_its_number_back():
+    from agegender.tracking.tracker import FaceTracker
+
+    def unit(*values: float) -> np.ndarray:
+        vector = np.array(values, dtype=np.float32)
+        return vector / np.linalg.norm(vector)
+
+    first, second, stranger = unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(0, 0, 1, 0)
+    tracker = FaceTracker()
+    box = (100, 100, 60, 60)
+    # one face whose look changes gradually (a turn of the head, a fade to another photo)
+    for share in np.linspace(0, 1, 30):
+        look = unit(*((1 - share) * first + share * second))
+        assert tracker.update([box], [0.9], look[None]) == [1]
+    for _ in range(40):  # gone for longer than the tracker's memory
+        tracker.update([], [])
+    # back elsewhere, looking as it first did: its number again, though its latest look differs
+    assert tracker.update([(400, 300, 60, 60)], [0.9], first[None]) == [1]
+    for _ in range(40):
+        tracker.update([], [])
+    assert tracker.update([(400, 300, 60, 60)], [0.9], stranger[None]) == [2]

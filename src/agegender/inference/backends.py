@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from agegender.data.records import GENDER_NAMES
-from agegender.inference.cam import LinearHeads
+from agegender.inference.cam import LinearHeads, age_logits
 from agegender.onnx_session import available_cores, cpu_session
 from agegender.preprocessing import Preprocessing, normalize
 
@@ -132,14 +132,14 @@ class OnnxBackend:
 
     def predict(self, faces: np.ndarray) -> FacePredictions:
         outputs = self._run(faces, ONNX_OUTPUTS)
-        return FacePredictions(*(output.astype(np.float32) for output in outputs))
+        return FacePredictions(*(output.astype(np.float32, copy=False) for output in outputs))
 
     def predict_with_feature_map(self, faces: np.ndarray) -> tuple[FacePredictions, np.ndarray]:
         """`predict`'s outputs and the last feature map of each face (N×F×h×w float32)."""
         self.require_feature_map()
         *outputs, feature_map = self._run(faces, (*ONNX_OUTPUTS, ONNX_FEATURE_OUTPUT))
-        return (FacePredictions(*(output.astype(np.float32) for output in outputs)),
-                feature_map.astype(np.float32))
+        return (FacePredictions(*(output.astype(np.float32, copy=False) for output in outputs)),
+                feature_map.astype(np.float32, copy=False))
 
     def _run(self, faces: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         prep = self.preprocessing
@@ -213,7 +213,7 @@ def predict_with_age_distribution(backend: ModelBackend, faces: np.ndarray,
                 np.asarray(faces[start:start + batch_size]))
             batches.append(outputs)
             pooled = feature_map.mean(axis=(2, 3), dtype=np.float64)
-            logits = (pooled @ heads.age_weight.T + heads.age_bias) / heads.age_temperature
+            logits = age_logits(pooled, heads)
             distributions.append(logits - _log_sum_exp(logits))
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             appearances.append(pooled / np.maximum(norms, 1e-12))
