@@ -224,3 +224,15 @@ def test_a_face_seen_again_with_an_earlier_look_takes_its_number_back():
     for _ in range(40):
         tracker.update([], [])
     assert tracker.update([(400, 300, 60, 60)], [0.9], stranger[None]) == [2]
+
+
+def test_tracking_without_norfair_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from agegender.tracking import tracker
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "norfair" else real(name, *args))
+    with pytest.raises(tracker.TrackingUnavailable, match=r'pip install "agegender\[track\]"'):
+        tracker.require_tracker()
