@@ -227,12 +227,10 @@ def test_a_face_seen_again_with_an_earlier_look_takes_its_number_back():
 
 
 def test_tracking_without_norfair_says_what_to_install(monkeypatch):
-    import importlib.util
+    import sys
 
     from agegender.tracking import tracker
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "norfair" else real(name, *args))
+    monkeypatch.setitem(sys.modules, "norfair", None)  # `import norfair` now fails
     with pytest.raises(tracker.TrackingUnavailable, match=r'pip install "agegender\[track\]"'):
         tracker.require_tracker()

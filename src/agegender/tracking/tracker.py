@@ -6,9 +6,7 @@ optional dependency, imported on first use: `pip install "agegender[track]"`.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,12 +24,8 @@ class TrackingUnavailable(ValueError):
 
 
 def require_tracker() -> None:
-    """Raise `TrackingUnavailable` now, before any work, if norfair is missing; else start
-    importing it on a thread of its own. The import takes about 0.6 s (mostly SciPy), which
-    loading the model and detecting the first frames then overlap."""
-    if importlib.util.find_spec("norfair") is None:
-        raise TrackingUnavailable(f"tracking faces needs norfair: {TRACK_EXTRA}")
-    threading.Thread(target=_norfair, name="import norfair", daemon=True).start()
+    """Raise `TrackingUnavailable` now, before any work, if norfair is missing."""
+    _norfair()
 
 
 @dataclass(frozen=True)
