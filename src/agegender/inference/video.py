@@ -179,12 +179,12 @@ class LiveSource:
             ahead = (moment - first_time) - (time.monotonic() - started)
             if ahead > 0:
                 self._stopping.wait(ahead)
+            image = frame.to_ndarray(format="rgb24")  # not under the lock the reader waits on
             with self._ready:
                 if len(self._waiting) >= self.buffer:
                     self._waiting.popleft()
                     self.dropped += 1
-                self._waiting.append(Frame(index, round(moment, 3),
-                                           frame.to_ndarray(format="rgb24")))
+                self._waiting.append(Frame(index, round(moment, 3), image))
                 self._ready.notify()
 
     def _finish(self, end: StreamEnd) -> None:

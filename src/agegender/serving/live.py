@@ -23,6 +23,7 @@ from agegender.inference.output import rounded
 from agegender.inference.predictor import NO_FACE, FaceResult, ImageResult, face_rows
 from agegender.serving.service import InferenceService
 from agegender.serving.settings import LiveSettings
+from agegender.tracking.annotate import track_label
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,6 @@ def _answer(service: InferenceService, source, number: int, data: bytes) -> dict
 
 
 def _tracked_json(row: dict) -> dict:
-    from agegender.tracking.annotate import track_label
-
     shown = rounded(row)
     return {"box": [shown["x"], shown["y"], shown["w"], shown["h"]], "track": row["track"],
             "label": track_label(row), "age": shown["age"], "gender": shown["gender"],
