@@ -387,9 +387,9 @@ def _check_output_places(args: argparse.Namespace) -> None:
                              "file")
         _check_folder_can_hold(args.output.parent, "--output", args.output)
     if args.annotate is not None:
-        from agegender.inference.video import VIDEO_SUFFIXES
+        from agegender.inference.video import is_video
 
-        if args.annotate.suffix.lower() in VIDEO_SUFFIXES and not args.annotate.is_dir():
+        if is_video(args.annotate) and not args.annotate.is_dir():
             _check_folder_can_hold(args.annotate.parent, "--annotate", args.annotate)
             return
         if args.annotate.exists() and not args.annotate.is_dir():

@@ -7,12 +7,11 @@ import argparse
 import csv
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agegender.faces.canonical import subject_index
-from agegender.inference.inputs import InputFile
-from agegender.inference.output import ResultWriter
-from agegender.inference.predictor import Predictor
-from agegender.tracking.combine import PersonEvidence, prob_female_of
+if TYPE_CHECKING:  # the inference stack is imported when a command runs, not to build the parser
+    from agegender.inference.inputs import InputFile
+    from agegender.inference.predictor import Predictor
 
 log = logging.getLogger("agegender")
 
@@ -52,6 +51,10 @@ def read_listing(path: Path) -> list[tuple[Path, str]]:
 
 def run(args: argparse.Namespace, predictor: Predictor, inputs: list[InputFile],
         missing: list[tuple[str, str]], live: list[str]) -> int:
+    from agegender.faces.canonical import subject_index
+    from agegender.inference.output import ResultWriter
+    from agegender.tracking.combine import PersonEvidence, prob_female_of
+
     if args.person is not None and args.people is not None:
         raise ValueError("--person and --people both say who is in the photos; give one")
     if live:

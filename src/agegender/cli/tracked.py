@@ -14,27 +14,16 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agegender.cli.messages import FailureLog, Tally
-from agegender.inference.inputs import InputFile
-from agegender.inference.output import ResultWriter
-from agegender.inference.predictor import (
-    RESULT_COLUMNS,
-    FaceResult,
-    ImageResult,
-    Predictor,
-    WorkItem,
-)
-from agegender.inference.video import (
-    VIDEO_SUFFIXES,
-    LiveSource,
-    VideoReadError,
-    frame_rate,
-    is_video,
-    iter_frames,
-)
 from agegender.limits import flag_type
-from agegender.tracking.session import SUMMARY_COLUMNS, TRACK_COLUMNS, TrackedSource
+
+if TYPE_CHECKING:  # the inference stack is imported when a command runs, not to build the parser
+    from agegender.inference.inputs import InputFile
+    from agegender.inference.output import ResultWriter
+    from agegender.inference.predictor import ImageResult, Predictor, WorkItem
+    from agegender.tracking.session import TrackedSource
 
 log = logging.getLogger("agegender")
 
@@ -59,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def wants_tracking(args: argparse.Namespace, inputs: list[InputFile], live: list[str]) -> bool:
     """Tracking is on for any video or live source unless `--no-track`."""
+    from agegender.inference.video import is_video
+
     if args.no_track:
-        if args.summary or (args.annotate and args.annotate.suffix.lower() in VIDEO_SUFFIXES):
+        if args.summary or (args.annotate and is_video(args.annotate)):
             raise ValueError("--summary and --annotate VIDEO need tracks; drop --no-track")
         if live:
             raise ValueError(f"{live[0]}: live sources are always tracked; drop --no-track")
@@ -71,7 +62,12 @@ def wants_tracking(args: argparse.Namespace, inputs: list[InputFile], live: list
 def run(args: argparse.Namespace, predictor: Predictor, inputs: list[InputFile],
         missing: list[tuple[str, str]], live: list[str]) -> int:
     """Predict every input in order, tracking the faces of each video and live source."""
-    annotate_video = args.annotate is not None and args.annotate.suffix.lower() in VIDEO_SUFFIXES
+    from agegender.inference.output import ResultWriter
+    from agegender.inference.predictor import RESULT_COLUMNS, FaceResult
+    from agegender.inference.video import is_video
+    from agegender.tracking.session import SUMMARY_COLUMNS, TRACK_COLUMNS
+
+    annotate_video = args.annotate is not None and is_video(args.annotate)
     videos = [item for item in inputs if is_video(item.path)]
     if annotate_video and len(videos) + len(live) != 1:
         raise ValueError(f"--annotate {args.annotate} draws one video: give exactly one video "
@@ -110,6 +106,9 @@ def _predict_files(args: argparse.Namespace, predictor: Predictor, inputs: list[
                    writer: ResultWriter, counts: Tally, summary: list[dict],
                    stack: ExitStack, annotate_video: bool) -> None:
     """Videos one by one, tracked; runs of stills together, as plain rows."""
+    from agegender.inference.video import is_video
+    from agegender.tracking.session import TrackedSource
+
     stills = None
     if args.annotate is not None and not annotate_video:
         from agegender.inference.annotate import Annotator
@@ -137,6 +136,8 @@ def _predict_files(args: argparse.Namespace, predictor: Predictor, inputs: list[
 
 
 def frame_rate_or_none(path: Path):
+    from agegender.inference.video import frame_rate
+
     try:
         return frame_rate(path)
     except Exception:  # an unreadable video fails, by name, when its frames are read
@@ -171,6 +172,8 @@ class _FrameJpegs:
 
 def _groups(inputs: list[InputFile]) -> Iterator[list[InputFile]]:
     """Each video alone, and runs of consecutive stills together (they share batches)."""
+    from agegender.inference.video import is_video
+
     run: list[InputFile] = []
     for item in inputs:
         if is_video(item.path):
@@ -185,6 +188,9 @@ def _groups(inputs: list[InputFile]) -> Iterator[list[InputFile]]:
 
 
 def _frame_items(path: Path, every: int) -> Iterator[WorkItem]:
+    from agegender.inference.predictor import WorkItem
+    from agegender.inference.video import VideoReadError, iter_frames
+
     try:
         for frame in iter_frames(path, every):
             yield WorkItem(path, frame.image, frame.index, frame.time)
@@ -213,6 +219,10 @@ def _run_live(args: argparse.Namespace, predictor: Predictor, url: str, writer: 
               counts: Tally, summary: list[dict], stack: ExitStack, annotate: bool) -> int:
     """One live source until its end, `--max-seconds`, or Ctrl-C; frames are predicted one
     at a time as they come (the newest waiting ones; see `LiveSource`)."""
+    from agegender.inference.predictor import FaceResult, WorkItem
+    from agegender.inference.video import LiveSource
+    from agegender.tracking.session import TrackedSource
+
     source = TrackedSource(url, every=args.every)
     started = time.monotonic()
     status = EXIT_OK
