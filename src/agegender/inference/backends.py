@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from agegender.data.records import GENDER_NAMES
-from agegender.inference.cam import LinearHeads, age_logits
+from agegender.inference.cam import LinearHeads, age_log_distribution
 from agegender.onnx_session import available_cores, cpu_session
 from agegender.preprocessing import Preprocessing, normalize
 
@@ -213,8 +213,7 @@ def predict_with_age_distribution(backend: ModelBackend, faces: np.ndarray,
                 np.asarray(faces[start:start + batch_size]))
             batches.append(outputs)
             pooled = feature_map.mean(axis=(2, 3), dtype=np.float64)
-            logits = age_logits(pooled, heads)
-            distributions.append(logits - _log_sum_exp(logits))
+            distributions.append(age_log_distribution(pooled, heads))
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             appearances.append(pooled / np.maximum(norms, 1e-12))
         if batches:

@@ -78,12 +78,18 @@ def age_logits(pooled: np.ndarray, heads: LinearHeads) -> np.ndarray:
             / heads.age_temperature)
 
 
+def age_log_distribution(pooled: np.ndarray, heads: LinearHeads) -> np.ndarray:
+    """N×bins natural-log probabilities over `heads.age_bins` from N×F pooled features: the
+    distribution whose age the model reports."""
+    logits = age_logits(pooled, heads)
+    peak = logits.max(axis=1, keepdims=True)
+    return logits - peak - np.log(np.exp(logits - peak).sum(axis=1, keepdims=True))
+
+
 def age_distribution(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
-    """N×bins probabilities over `heads.age_bins`: the distribution whose age the model
-    reports, from its feature map (the heads are linear over its global average)."""
-    logits = age_logits(feature_map.mean(axis=(2, 3), dtype=np.float64), heads)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return probs / probs.sum(axis=1, keepdims=True)
+    """N×bins probabilities over `heads.age_bins`, from the feature map (the heads are linear
+    over its global average)."""
+    return np.exp(age_log_distribution(feature_map.mean(axis=(2, 3), dtype=np.float64), heads))
 
 
 def age_cam(feature_map: np.ndarray, heads: LinearHeads) -> np.ndarray:
