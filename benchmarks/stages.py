@@ -43,7 +43,7 @@ from PIL import Image
 
 from agegender.faces.canonical import canonical_crop
 from agegender.faces.detector import BGR_MEAN, FaceDetector
-from agegender.imageio import decode_image, decode_reduced
+from agegender.imageio import _draft, decode_image, decode_reduced
 from agegender.inference.backends import load_backend
 from agegender.inference.output import ResultWriter
 from agegender.inference.predictor import RESULT_COLUMNS, Predictor, bundled_model_path, face_rows
@@ -122,11 +122,8 @@ def decode_floor(path: Path, min_side: int | None) -> float:
     """libjpeg alone: open, draft to the scale used, load."""
     def load() -> None:
         with Image.open(path) as image:
-            if min_side is not None and max(image.size) // 2 >= min_side:
-                reduction = 1
-                while reduction < 8 and max(image.size) // (reduction * 2) >= min_side:
-                    reduction *= 2
-                image.draft(image.mode, (image.width // reduction, image.height // reduction))
+            if min_side is not None:
+                _draft(image, min_side)  # the very scale `predict` decodes at
             image.load()
     return timed(load)[0]
 

