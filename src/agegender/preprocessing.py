@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -102,6 +103,18 @@ def standardize(scaled, prep: Preprocessing, channels_first: bool = False,
 
 
 def normalize(batch: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """uint8 N×H×W×C → float32 N×C×H×W, scaled and standardised as in training."""
-    scaled = batch.astype(np.float32) / 255.0
-    return np.ascontiguousarray(standardize(scaled, prep).transpose(0, 3, 1, 2), np.float32)
+    """uint8 N×H×W×C → float32 N×C×H×W, scaled and standardised as in training: one table
+    lookup per pixel into `input_levels` (the same values as computing each pixel, in one
+    pass instead of five over the batch)."""
+    inputs = np.empty((len(batch), batch.shape[3], *batch.shape[1:3]), dtype=np.float32)
+    for channel, levels in enumerate(input_levels(prep)):
+        np.take(levels, batch[..., channel], out=inputs[:, channel], mode="clip")
+    return inputs
+
+
+@lru_cache(maxsize=8)
+def input_levels(prep: Preprocessing) -> np.ndarray:
+    """C×256 float32: the model input for each uint8 value of each channel, by the formula
+    training uses (`standardize` of the value / 255)."""
+    values = np.repeat(np.arange(256, dtype=np.float32)[:, None], prep.channels, axis=1) / 255.0
+    return np.ascontiguousarray(np.asarray(standardize(values, prep), dtype=np.float32).T)
