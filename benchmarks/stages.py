@@ -111,7 +111,7 @@ def detector_floor(detector: FaceDetector, sizes: list[tuple[int, int]]) -> floa
 def pass_sizes(detector: FaceDetector, shape: tuple[int, ...]) -> list[tuple[int, int]]:
     """The (width, height) of each detector pass over an image of `shape`."""
     longest, config = max(shape[:2]), detector.config
-    sides = [min(longest, config.max_side)]
+    sides = [config.fine_side(longest)]
     if sides[0] > config.coarse_side:
         sides.append(config.coarse_side)
     return [(max(1, round(shape[1] * side / longest)), max(1, round(shape[0] * side / longest)))
@@ -139,9 +139,9 @@ def image_stages(predictor: Predictor, writer: ResultWriter, item: Path | np.nda
             pixels, scale = image, 1.0
         else:
             times["decode"], reduced = timed(lambda: decode_reduced(item,
-                                                                    detector.config.max_side))
+                                                                    detector.config.min_side))
             pixels, scale = reduced.pixels, reduced.scale
-        times["decode floor"] = decode_floor(item, None if full else detector.config.max_side)
+        times["decode floor"] = decode_floor(item, None if full else detector.config.min_side)
     else:
         pixels, scale = item, 1.0
         times["decode"] = times["decode floor"] = 0.0

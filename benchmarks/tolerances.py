@@ -8,10 +8,15 @@ the same images, and is compared with the float networks on fully decoded images
 - LFW `split == test` photos: gender accuracy, the same way (the face over the centre);
 - synthetic scenes of UTKFace test crops (`benchmarks.synthetic_scenes`): face recall;
 - large photos: UTKFace test crops upscaled to 12 and 16 MP, saved as JPEG in a temporary
-  folder: the same faces found (box IoU ≥ 0.5) and the mean |Δ age| of those faces.
+  folder: the same faces found (box IoU ≥ 0.5) and the mean |Δ age| of those faces;
+- large scenes: synthetic scenes 3 times as large each way (1,920–4,800 px), their faces
+  still 40–300 px: face recall.
 
-Reduced decoding changes only JPEGs whose longest side is at least twice the detector's
-1,280 px, so it is compared on the large photos alone: the other images take the same path.
+Reduced decoding changes only images whose longest side is over the detector's 1,280 px:
+large JPEGs are decoded at 1/2, 1/4 or 1/8 scale, and an image whose half, quarter or eighth
+is 960–1,280 px is searched at that size instead of 1,280 px (`DetectorConfig.fine_side`).
+So it is compared on the large photos and scenes alone, against the whole decode searched at
+1,280 px: the other images take the same path.
 
     python -m benchmarks.tolerances --utkface ../shared/data/utkface/UTKFace.tar.gz \
         --lfw ../shared/data/lfw [--limit N] [--scenes 200] [--large 40] [--json FILE]
@@ -27,7 +32,7 @@ import numpy as np
 
 from agegender.data.records import GENDER_NAMES
 from agegender.evaluation.scenes import evaluate_scenes
-from agegender.faces.detector import intersection_over_union
+from agegender.faces.detector import DetectorConfig, FaceDetector, intersection_over_union
 from agegender.inference.predictor import FaceResult, Predictor
 from benchmarks.common import argument_parser, large_photo, read_split_faces, write_json
 
@@ -39,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="at most this many images of each split")
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--large", type=int, default=40)
+    parser.add_argument("--large-scenes", type=int, default=40)
     parser.add_argument("--json", type=Path)
     return parser
 
@@ -107,13 +113,19 @@ def main(argv: list[str] | None = None) -> None:
         print(name, results[name])
     with tempfile.TemporaryDirectory() as folder:
         large = write_large_photos(utk_images, args.large, Path(folder))
-        today = Predictor(precision="fp32", reduced_decoding=False)
+        today = Predictor(precision="fp32", reduced_decoding=False,
+                          detector=FaceDetector(DetectorConfig(min_side=1280)))
         rows = {"today": [today.predict(path) for path in large]}
         rows["reduced"] = [paths["fp32"].predict(path) for path in large]
         rows["int8"] = [paths["int8"].predict(path) for path in large]
     results["large"] = {name: large_agreement(rows["today"], rows[name])
                         for name in ("reduced", "int8")}
     print("large photos against today's path:", results["large"])
+    results["large_scenes"] = {
+        name: evaluate_scenes(predictor, utk_images, args.large_scenes, 1, frame_scale=3)
+        for name, predictor in (("today", today), ("reduced", paths["fp32"]))}
+    print("large scenes:", {name: figures["recall"]
+                            for name, figures in results["large_scenes"].items()})
     write_json(args.json, results)
 
 

@@ -76,6 +76,33 @@ def test_a_huge_image_is_detected_downscaled_and_boxes_come_back_in_its_pixels(d
     np.testing.assert_allclose(large.landmarks / 12, small.landmarks, atol=tolerance)
 
 
+@pytest.mark.parametrize(("longest", "searched"), [
+    (640, 640), (1280, 1280), (1920, 1280), (2000, 1000), (2600, 1280), (4000, 1000),
+    (4608, 1152), (6000, 1280), (8000, 1000), (12000, 1280)])
+def test_the_fine_pass_searches_a_large_image_at_a_scale_libjpeg_decodes_at(longest, searched):
+    assert DetectorConfig().fine_side(longest) == searched
+    assert DetectorConfig(min_side=1280).fine_side(longest) == min(longest, 1280)
+
+
+def test_a_fine_pass_bound_outside_its_range_is_refused():
+    with pytest.raises(ValueError, match="min_side"):
+        DetectorConfig(min_side=2000)
+    with pytest.raises(ValueError, match="min_side"):
+        DetectorConfig(min_side=0)
+
+
+def test_two_kept_boxes_that_voting_moves_onto_one_face_give_one_face(detector, monkeypatch):
+    # A and B overlap by IoU 0.33, so both survive suppression; C lies between them (IoU 0.6
+    # with each), so their votes move both onto one place (IoU 0.57): one face, A's.
+    corners = np.array([[0, 0, 100, 100], [50, 0, 150, 100], [25, 0, 125, 100]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    points = np.repeat(corners[:, None, :2] + 50, 5, axis=1)
+    monkeypatch.setattr(detector, "_candidates", lambda image, scale: (corners, scores, points))
+    (face,) = detector._detect(np.zeros((200, 200, 3), np.uint8))
+    assert face.score == pytest.approx(0.9)
+    assert face.box[0] == pytest.approx(0.7 * 25 / 1.6)
+
+
 def test_no_face_in_a_blank_image_and_faces_come_largest_first(detector, example):
     assert detector.detect(np.full((300, 400, 3), 128, np.uint8)) == []
     canvas = np.full((500, 700, 3), 200, np.uint8)

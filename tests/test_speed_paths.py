@@ -77,7 +77,7 @@ def test_a_large_photo_gives_the_same_face_decoded_reduced_or_whole(fp32, large_
 
 def test_a_small_face_in_a_large_photo_is_cropped_from_the_full_image(fp32, large_photo):
     photo = Image.new("RGB", (4000, 3000), (90, 110, 100))
-    photo.paste(Image.open(EXAMPLE).convert("RGB").resize((150, 150)), (2000, 1500))
+    photo.paste(Image.open(EXAMPLE).convert("RGB").resize((200, 200)), (2000, 1500))
     data = io.BytesIO()
     photo.save(data, format="JPEG", quality=95)
     faces, _, size = fp32.faces_in_file(data.getvalue(), "small face")

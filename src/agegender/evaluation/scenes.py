@@ -48,11 +48,14 @@ def background(rng: np.random.Generator, width: int, height: int) -> Image.Image
 
 
 def make_scene(rng: np.random.Generator, crops: list[np.ndarray], chosen: list[int],
-               sides: tuple[int, int] = (40, 300), max_angle: float = 20.0
-               ) -> tuple[np.ndarray, list[PlacedFace]]:
+               sides: tuple[int, int] = (40, 300), max_angle: float = 20.0,
+               frame_scale: int = 1) -> tuple[np.ndarray, list[PlacedFace]]:
     """Paste the chosen crops (side in `sides` px, rotated up to ±`max_angle`°) without
-    overlap onto a new background; crops that find no room are left out."""
-    width, height = int(rng.integers(640, 1600)), int(rng.integers(480, 1200))
+    overlap onto a new background of 640–1600 × 480–1200 px, times `frame_scale` (the faces
+    keep their sides, so they are smaller parts of larger photos); crops that find no room
+    are left out."""
+    width = int(rng.integers(640, 1600)) * frame_scale
+    height = int(rng.integers(480, 1200)) * frame_scale
     scene = background(rng, width, height)
     placed: list[PlacedFace] = []
     occupied: list[tuple[float, float, float]] = []  # centre x, centre y, radius
@@ -100,10 +103,10 @@ def match_faces(rows: list[FaceResult], placed: list[PlacedFace]
     return pairs, false
 
 
-def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, seed: int
-                    ) -> dict:
+def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, seed: int,
+                    frame_scale: int = 1) -> dict:
     """Recall, false positives per image, and scene-vs-crop agreement over `scenes` scenes of
-    2–6 faces each (seeded)."""
+    2–6 faces each (seeded; `make_scene`'s `frame_scale`)."""
     rng = np.random.default_rng(seed)
     # a crop alone is one face, taken as training takes a dataset's crops
     crop_predictor = Predictor(predictor.backend, predictor.batch_size, predictor.detector,
@@ -115,7 +118,7 @@ def evaluate_scenes(predictor: Predictor, crops: list[np.ndarray], scenes: int, 
     for _ in range(scenes):
         chosen = [int(i) for i in rng.choice(len(crops), size=int(rng.integers(2, 7)),
                                              replace=False)]
-        scene, placed = make_scene(rng, crops, chosen)
+        scene, placed = make_scene(rng, crops, chosen, frame_scale=frame_scale)
         started = time.perf_counter()
         rows = [row for row in predictor.predict(scene) if row.error is None]
         seconds += time.perf_counter() - started

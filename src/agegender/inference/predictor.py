@@ -390,7 +390,7 @@ class Predictor:
             image = decode_image(data, source=source)
             return (self.find_faces(image, detector), image if keep_image else None,
                     (image.shape[1], image.shape[0]))
-        reduced = decode_reduced(data, detector.config.max_side, source=source)
+        reduced = decode_reduced(data, detector.config.min_side, source=source)
         return self.find_faces_reduced(reduced, detector), None, reduced.full_size
 
     def _analyse_input(self, image: ImageInput, file: str | None, bgr: bool) -> _Analysed:
