@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         rows["int8"] = [paths["int8"].predict(path) for path in large]
     results["large"] = {name: large_agreement(rows["today"], rows[name])
                         for name in ("reduced", "int8")}
+    results["large"]["int8_against_reduced"] = large_agreement(rows["reduced"], rows["int8"])
     print("large photos against today's path:", results["large"])
     results["large_scenes"] = {
         name: evaluate_scenes(predictor, utk_images, args.large_scenes, 1, frame_scale=3)
