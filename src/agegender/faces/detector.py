@@ -50,7 +50,7 @@ class DetectorConfig:
     decodes a JPEG at directly, so a large photo is decoded at the size searched and never
     resized. A 12 or 16 MP photo (4,000 px) is then searched at 1,000 instead of 1,280 px:
     the smallest face found (about 26 px wide where searched) grows from about 80 to 105 px
-    of its 4,000, for 57 instead of 106 ms a photo (`benchmarks.folder_speed --large`).
+    of its 4,000, for 61 instead of 106 ms a photo (`benchmarks.folder_speed --large`).
 
     Chosen on synthetic scenes built from UTKFace *validation* crops (80 scenes, faces 40–300 px):
     960 px / 0.8 found 0.959 of the faces, 1280 px / 0.6 found 0.987, both without false
