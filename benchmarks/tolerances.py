@@ -1,7 +1,9 @@
 """Accuracy of the faster paths against today's: INT8 networks, and reduced decoding.
 
 Each path runs the whole pipeline (`Predictor`: detection, refinement, alignment, the model) on
-the same images, and is compared with the float networks on fully decoded images:
+the same images: float, INT8, and float with YuNet searching for the faces (RetinaFace still
+refining their points, in 2 passes). They are compared with the float networks on fully decoded
+images:
 
 - UTKFace `split == test` crops: age MAE and gender accuracy, each crop taken as `agegender
   evaluate` takes it (its subject detected and aligned, the crop whole when none is found);
@@ -35,6 +37,9 @@ from agegender.evaluation.scenes import evaluate_scenes
 from agegender.faces.detector import DetectorConfig, FaceDetector, intersection_over_union
 from agegender.inference.predictor import FaceResult, Predictor
 from benchmarks.common import argument_parser, large_photo, read_split_faces, write_json
+
+YUNET_SEARCH = DetectorConfig(search="yunet", refine_passes=2)
+"""The other search network, with the refinement passes its points need."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     utk_images, utk_labels = read_split_faces(args.utkface, args.limit, 0, "test")
     lfw_images, lfw_labels = read_split_faces(args.lfw, args.limit, 0, "test")
-    paths = {"fp32": Predictor(precision="fp32"), "int8": Predictor(precision="int8")}
+    paths = {"fp32": Predictor(precision="fp32"), "int8": Predictor(precision="int8"),
+             "yunet": Predictor(precision="fp32", detector=FaceDetector(YUNET_SEARCH))}
     results: dict = {}
     for name, predictor in paths.items():
         whole = Predictor(predictor.backend, whole_image=True, detector=predictor.detector)
@@ -118,13 +124,15 @@ def main(argv: list[str] | None = None) -> None:
         rows = {"today": [today.predict(path) for path in large]}
         rows["reduced"] = [paths["fp32"].predict(path) for path in large]
         rows["int8"] = [paths["int8"].predict(path) for path in large]
+        rows["yunet"] = [paths["yunet"].predict(path) for path in large]
     results["large"] = {name: large_agreement(rows["today"], rows[name])
-                        for name in ("reduced", "int8")}
+                        for name in ("reduced", "int8", "yunet")}
     results["large"]["int8_against_reduced"] = large_agreement(rows["reduced"], rows["int8"])
     print("large photos against today's path:", results["large"])
     results["large_scenes"] = {
         name: evaluate_scenes(predictor, utk_images, args.large_scenes, 1, frame_scale=3)
-        for name, predictor in (("today", today), ("reduced", paths["fp32"]))}
+        for name, predictor in (("today", today), ("reduced", paths["fp32"]),
+                                ("yunet", paths["yunet"]))}
     print("large scenes:", {name: figures["recall"]
                             for name, figures in results["large_scenes"].items()})
     write_json(args.json, results)

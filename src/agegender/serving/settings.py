@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from agegender.faces.search import DEFAULT_SEARCH, check_search
 from agegender.limits import check
 from agegender.onnx_session import available_cores
 from agegender.precision import check_precision
@@ -49,12 +50,15 @@ class ServeSettings:
     """Origins allowed to call the API from a browser (CORS); empty: CORS off."""
     precision: str | None = None
     """"int8" or "fp32" (`agegender.precision`); None: the default precision."""
+    detector: str = DEFAULT_SEARCH
+    """The network that searches images for faces (`agegender.faces.search`)."""
 
     def __post_init__(self) -> None:
         for name in CHECKED:
             check(name, getattr(self, name))
         if self.precision is not None:
             check_precision(self.precision)
+        check_search(self.detector)
 
 
 @dataclass(frozen=True)
