@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         scenes.append(np.asarray(scene))
         placed.append(faces)
     results = {}
-    detectors = {f"RetinaFace, up to {side} px": DetectorConfig(max_side=side)
+    detectors = {f"RetinaFace, up to {side} px": DetectorConfig(max_side=side,
+                                                                min_side=min(side, 1000))
                  for side in RETINAFACE_SIDES}
     detectors |= {f"YuNet at {threshold}, refined twice": DetectorConfig(
         search="yunet", yunet_score_threshold=threshold, refine_passes=2)
