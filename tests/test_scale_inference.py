@@ -93,6 +93,12 @@ def test_ray_refuses_a_video_and_names_it(tmp_path: Path, caplog):
     assert "holiday.mp4 is a video" in caplog.text
 
 
+def test_ray_refuses_a_search_network_it_does_not_run(crops: Path, caplog):
+    pytest.importorskip("ray")
+    assert main(["predict", "--engine", "ray", "--detector", "yunet", str(crops)]) == 2
+    assert "does not take --detector yunet" in caplog.text
+
+
 def test_ray_rows_equal_the_plain_commands(crops: Path, tmp_path: Path, ray_session, capfd):
     plain, on_ray = tmp_path / "plain.csv", tmp_path / "ray.csv"
     assert main(["predict", str(crops), "--output", str(plain)]) == EXIT_SOME_FAILED

@@ -32,6 +32,7 @@ def add_arguments(predict: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, faces: object | None = None) -> int:
     """Predict `args.paths` on Ray and write the rows as the plain engine does; `faces`: the
     `FaceFilter` of --max-faces, --min-face, --min-score (None: all faces)."""
+    from agegender.faces.search import DEFAULT_SEARCH
     from agegender.inference.predictor import FaceResult, bundled_model_path
     from agegender.inference.ray_batch import RayOptions, list_inputs, predict_on_ray, require_ray
     from agegender.inference.video import is_video
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace, faces: object | None = None) -> int:
 
     require_ray()
     refused = [flag for flag, given in (("--resume", args.resume), ("--annotate", args.annotate),
-                                        ("--every", args.every != 1)) if given]
+                                        ("--every", args.every != 1),
+                                        (f"--detector {args.detector}",
+                                         args.detector != DEFAULT_SEARCH)) if given]
     if refused:
         raise ValueError(f"--engine ray does not take {', '.join(refused)}; use the plain "
                          "engine for them")
