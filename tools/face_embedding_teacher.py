@@ -47,15 +47,12 @@ import torch
 from agegender.data import assign_splits, find_split_file, open_source
 from agegender.data.base import FaceSource
 from agegender.data.labelled import label_array
-from agegender.faces.align import CANONICAL_TEMPLATE, align_face
+from agegender.faces.align import ARCFACE_TEMPLATE, CANONICAL_TEMPLATE, align_face
 from agegender.faces.detector import FaceDetector
 from agegender.imageio import ImageReadError
 from agegender.onnx_session import cpu_session
 
 FOLDS = 5
-ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                             [41.5493, 92.3655], [70.7299, 92.2041]]) / 112
-"""InsightFace's 5-point template for its 112×112 recognition crops, in units of the side."""
 
 
 def _package_file(package: str, relative: str, install: str) -> str:

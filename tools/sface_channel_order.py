@@ -23,13 +23,10 @@ import onnxruntime as ort
 
 from agegender.data.lfw import open_lfw
 from agegender.data.splits import assign_splits, find_split_file
-from agegender.faces.align import CANONICAL_TEMPLATE, align_face
+from agegender.faces.align import ARCFACE_TEMPLATE, CANONICAL_TEMPLATE, align_face
 from agegender.faces.canonical import subject_of
 from agegender.faces.detector import FaceDetector
 from agegender.models.backbones import packaged_weights
-
-ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                             [41.5493, 92.3655], [70.7299, 92.2041]]) / 112
 
 
 def sface_session() -> ort.InferenceSession:

@@ -20,6 +20,11 @@ CANONICAL_TEMPLATE = np.array([
     [0.6694, 0.6792],  # mouth, image-right corner
 ], dtype=np.float64)
 
+ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                             [41.5493, 92.3655], [70.7299, 92.2041]]) / 112
+"""InsightFace's 5-point template for its 112×112 recognition crops, in units of the side:
+the crops face-recognition teachers (SFace, ArcFace) were trained on."""
+
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """2×3 matrix of the rotation + uniform scale + shift that best maps source points onto
