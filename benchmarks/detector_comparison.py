@@ -77,11 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         scenes.append(np.asarray(scene))
         placed.append(faces)
     results = {}
-    detectors = {f"RetinaFace, up to {side} px": DetectorConfig(max_side=side,
-                                                                min_side=min(side, 1000))
-                 for side in RETINAFACE_SIDES}
+    detectors = {f"RetinaFace, up to {side} px": DetectorConfig(
+        max_side=side, min_side=min(side, DetectorConfig.min_side)) for side in RETINAFACE_SIDES}
     detectors |= {f"YuNet at {threshold}, refined twice": DetectorConfig(
-        search="yunet", yunet_score_threshold=threshold, refine_passes=2)
+        search="yunet", yunet_score_threshold=threshold)
         for threshold in YUNET_THRESHOLDS}
     for name, config in detectors.items():
         detector = FaceDetector(config)

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from agegender.faces.canonical import canonical_crop
-from agegender.faces.detector import BGR_MEAN, DetectorConfig, FaceDetector
+from agegender.faces.detector import BGR_MEAN, DetectorConfig, FaceDetector, yunet_input_size
 from agegender.faces.search import SEARCH_NETWORKS
 from agegender.imageio import _draft, decode_image, decode_reduced
 from agegender.inference.backends import load_backend
@@ -107,32 +107,21 @@ def detector_floor(detector: FaceDetector, sizes: list[tuple[int, int]], search:
                    ) -> float:
     """A detector network alone on ready inputs of these (width, height): the search network
     (YuNet's inputs padded to a multiple of 32 px), or RetinaFace, which refines."""
-    session = detector._search_session if search and detector._search_session else (
-        detector._session)
-    padded = session is detector._search_session
+    yunet = search and detector._search_session is not None
+    session = detector._search_session if yunet else detector._session
     total = 0.0
     for width, height in sizes:
-        if padded:
-            width, height = -(-width // 32) * 32, -(-height // 32) * 32
+        if yunet:
+            height, width = yunet_input_size(height, width)
         tensor = np.zeros((1, 3, height, width), np.float32) - BGR_MEAN[None, :, None, None]
         total += timed(lambda tensor=tensor: session.run(None, {"input": tensor}))[0]
     return total
 
 
-def refine(detector: FaceDetector, pixels: np.ndarray, found: list) -> list:
-    """`detect`'s refinement of the faces found: `refine_passes` passes, each in the window
-    the last one's points give."""
-    for _ in range(detector.config.refine_passes):
-        found = [detector._refined(pixels, face, detector.config.refine_side) for face in found]
-    return found
-
-
 def pass_sizes(detector: FaceDetector, shape: tuple[int, ...]) -> list[tuple[int, int]]:
     """The (width, height) of each detector pass over an image of `shape`."""
-    longest, config = max(shape[:2]), detector.config
-    sides = [config.fine_side(longest)]
-    if sides[0] > config.coarse_side:
-        sides.append(config.coarse_side)
+    longest = max(shape[:2])
+    sides = detector.config.pass_sides(longest)
     return [(max(1, round(shape[1] * side / longest)), max(1, round(shape[0] * side / longest)))
             for side in sides]
 
@@ -168,7 +157,7 @@ def image_stages(predictor: Predictor, writer: ResultWriter, item: Path | np.nda
     times["detection floor"] = detector_floor(detector, pass_sizes(detector, pixels.shape),
                                               search=True)
     side, passes = detector.config.refine_side, detector.config.refine_passes
-    times["refinement"], refined = timed(lambda: refine(detector, pixels, found))
+    times["refinement"], refined = timed(lambda: detector.refine(pixels, found))
     times["refinement floor"] = detector_floor(
         detector, [(side + 32, side + 32)] * (len(found) * passes), search=False)
     times["alignment"], crops = timed(lambda: [canonical_crop(pixels, predictor.preprocessing,

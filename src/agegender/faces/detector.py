@@ -123,6 +123,12 @@ class DetectorConfig:
             raise ValueError(f"min_side must be in 1..max_side ({self.max_side}), got "
                              f"{self.min_side}")
 
+    def pass_sides(self, longest: int) -> list[int]:
+        """The longest side of each search pass's image, for an image whose longest side is
+        `longest` px: the fine pass (`fine_side`), then the coarse one when it is smaller."""
+        fine = self.fine_side(longest)
+        return [fine, self.coarse_side] if fine > self.coarse_side else [fine]
+
     def fine_side(self, longest: int) -> int:
         """The longest side of the fine pass's image, for an image whose longest side is
         `longest` px: the image's own up to `max_side`; else the first of its half, quarter
@@ -219,6 +225,8 @@ class FaceDetector:
                                 if self.config.search == "yunet" else None)
         self._search: Callable[[np.ndarray, float], Candidates] = (
             self._yunet_candidates if self._search_session is not None else self._candidates)
+        self._search_outputs = ([output.name for output in self._search_session.get_outputs()]
+                                if self._search_session is not None else [])
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an H×W×3 RGB uint8 image, largest first.
@@ -230,7 +238,11 @@ class FaceDetector:
         (`vote_overlap`). RetinaFace then finds each face's points again in a canonical
         window of it (`refine_side`), `refine_passes` times.
         """
-        detections = self._detect(image, self._search)
+        return self.refine(image, self._detect(image, self._search))
+
+    def refine(self, image: np.ndarray, detections: list[Detection]) -> list[Detection]:
+        """`detections` with their points found again by RetinaFace in each face's canonical
+        window, `refine_passes` times (unchanged when `refine_side` is None)."""
         if self.config.refine_side:
             for _ in range(self.config.refine_passes):
                 detections = [self._refined(image, face, self.config.refine_side)
@@ -242,12 +254,11 @@ class FaceDetector:
         """The faces that `candidates` (a network's pass) finds in `image`, largest first,
         before refinement."""
         longest = max(image.shape[:2])
-        fine_side = self.config.fine_side(longest)
+        fine_side, *coarse_sides = self.config.pass_sides(longest)
         fine = _resized(image, fine_side / longest)
         passes = [(fine, fine_side / longest)]
-        if fine_side > self.config.coarse_side:  # the coarse image from the smaller fine one
-            coarse_scale = self.config.coarse_side / longest
-            passes.append((_resized(fine, coarse_scale * longest / fine_side), coarse_scale))
+        passes += [(_resized(fine, side / fine_side), side / longest)  # from the smaller image
+                   for side in coarse_sides]
         found = [candidates(scaled, scale) for scaled, scale in passes]
         corners, scores, landmarks = (np.concatenate(parts) for parts in zip(*found, strict=True))
         kept = non_max_suppression(corners, scores, self.config.nms_threshold)
@@ -263,13 +274,14 @@ class FaceDetector:
             points = np.array([face for _, face in voted]).reshape(-1, 5, 2)
         # Voting can move two kept boxes onto one face (a face larger than the fine pass's
         # anchors, found in parts there and whole in the coarse pass): keep one of them.
-        distinct = drop_contained(boxes, non_max_suppression(boxes, scores[kept],
+        kept_scores = scores[kept]
+        distinct = drop_contained(boxes, non_max_suppression(boxes, kept_scores,
                                                              self.config.nms_threshold),
                                   self.config.contained_overlap)
         detections = []
         for index in distinct:
             x1, y1, x2, y2 = boxes[index].tolist()
-            detections.append(Detection((x1, y1, x2 - x1, y2 - y1), float(scores[kept][index]),
+            detections.append(Detection((x1, y1, x2 - x1, y2 - y1), float(kept_scores[index]),
                                         points[index]))
         return sorted(detections, key=lambda face: face.area, reverse=True)
 
@@ -294,12 +306,11 @@ class FaceDetector:
         original resized by `scale`, in the original image's pixels. The image is padded to a
         multiple of 32 px (at the right and bottom), its BGR values fed as they are."""
         height, width = image.shape[:2]
-        tensor = np.zeros((1, 3, -(-height // 32) * 32, -(-width // 32) * 32), np.float32)
+        tensor = np.zeros((1, 3, *yunet_input_size(height, width)), np.float32)
         for plane, channel in enumerate((2, 1, 0)):
             tensor[0, plane, :height, :width] = image[:, :, channel]
-        names = [output.name for output in self._search_session.get_outputs()]
-        outputs = dict(zip(names, self._search_session.run(None, {"input": tensor}),
-                           strict=True))
+        outputs = dict(zip(self._search_outputs,
+                           self._search_session.run(None, {"input": tensor}), strict=True))
         found = [_yunet_level(outputs, stride, tensor.shape[3] // stride,
                               self.config.yunet_score_threshold) for stride in YUNET_STRIDES]
         corners, scores, points = (np.concatenate(parts) for parts in zip(*found, strict=True))
@@ -324,6 +335,12 @@ class FaceDetector:
         landmarks = (anchors[:, None, :2] + anchors[:, None, 2:]
                      * points.reshape(-1, 5, 2) * CENTER_VARIANCE) * size
         return corners, scores, landmarks
+
+
+def yunet_input_size(height: int, width: int) -> tuple[int, int]:
+    """The (height, width) YuNet is given for an image of this size: padded at the right and
+    bottom to multiples of 32 px, its coarsest stride."""
+    return -(-height // 32) * 32, -(-width // 32) * 32
 
 
 def _yunet_level(outputs: dict[str, np.ndarray], stride: int, columns: int, threshold: float
